@@ -1,0 +1,410 @@
+"""The one cattrs converter, and the codecs built on it: request → form bytes, JSON → models.
+
+Every function cattrs generates here is generated once, at import, and calls the field's hook
+directly: nothing is looked up per value on the hot path.
+
+Reading is tolerant, because a 201 means the number was bought: Twilio's ``""`` for an unset SID
+or URL reads as ``None``, an enum value newer than this library stays a plain string, and
+unknown properties are kept in ``extra``. What truly can't be read raises
+:class:`~twilio_numbers_async.errors.ResponseParseError` with the raw body and the SID.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import enum
+import functools
+import json
+import re
+from collections.abc import Callable, Mapping
+from datetime import UTC, datetime, timedelta, timezone
+from typing import Any, Final, TypeVar, get_args
+from urllib.parse import quote_plus
+
+import attrs
+import cattrs
+from cattrs.gen import make_dict_structure_fn, make_dict_unstructure_fn, override
+
+from ._sids import SID_PREFIXES, find_sid
+from .errors import ResponseParseError
+from .models import (
+    Capabilities,
+    IncomingPhoneNumber,
+    MobileNumberPurchase,
+    NumberPurchase,
+    PurchaseRequest,
+)
+
+__all__ = [
+    "ErrorBody",
+    "encode_form",
+    "form_fields",
+    "form_key",
+    "number_from_json",
+    "number_to_json",
+    "parse_error_body",
+    "parse_number",
+    "parse_number_page",
+    "parse_retry_after",
+    "parse_rfc2822",
+]
+
+_T = TypeVar("_T")
+_Hook = Callable[[Any, Any], Any]
+
+_converter: Final = cattrs.Converter(detailed_validation=True, forbid_extra_keys=False)
+
+
+def _structurer(kind: type[_T], **overrides: Any) -> Callable[[Any, Any], _T]:
+    # ``overrides`` are cattrs.gen.override()s keyed by attribute name; cattrs does not export
+    # their class, so they are typed Any here.
+    return make_dict_structure_fn(kind, _converter, **overrides)
+
+
+# --- dates -----------------------------------------------------------------------------------
+
+_MONTHS: Final = {
+    name: number
+    for number, name in enumerate(
+        ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"), 1
+    )
+}
+# "Thu, 30 Jul 2015 23:19:04 +0000": Twilio's fixed layout, 31 characters.
+_FIXED_LAYOUT: Final = re.compile(
+    r"[A-Z][a-z]{2}, (\d\d) ([A-Z][a-z]{2}) (\d{4}) (\d\d):(\d\d):(\d\d) ([+-])(\d\d)(\d\d)"
+)
+
+
+@functools.lru_cache(maxsize=512)
+def parse_rfc2822(text: str) -> datetime:
+    """An RFC 2822 date as an aware datetime that keeps the offset the text gives.
+
+    Twilio's own layout takes a fast path; anything else RFC 2822 allows (named zones, no
+    weekday, one-digit days) goes to the standard library's parser. ``-0000`` ("UTC, local
+    offset unknown") reads as UTC rather than as a naive datetime. Cached: a resource's two
+    dates are usually equal, and a bulk run sees the same second many times.
+    """
+    match = _FIXED_LAYOUT.fullmatch(text)
+    if match is not None and (month := _MONTHS.get(match[2])) is not None:
+        day, _, year, hour, minute, second, sign, tz_hours, tz_minutes = match.groups()
+        return datetime(
+            int(year),
+            month,
+            int(day),
+            int(hour),
+            int(minute),
+            int(second),
+            tzinfo=_offset(sign, int(tz_hours), int(tz_minutes)),
+        )
+    try:
+        parsed = email.utils.parsedate_to_datetime(text)
+    except (TypeError, ValueError, IndexError) as exc:
+        raise ValueError(f"{text!r} is not an RFC 2822 date") from exc
+    return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=UTC)
+
+
+@functools.lru_cache(maxsize=64)
+def _offset(sign: str, hours: int, minutes: int) -> timezone:
+    if hours == minutes == 0:
+        return UTC
+    delta = timedelta(hours=hours, minutes=minutes)
+    return timezone(-delta if sign == "-" else delta)
+
+
+def parse_retry_after(value: str | None, *, now: datetime) -> float | None:
+    """Seconds to wait from a ``Retry-After`` header: delay-seconds or an HTTP-date.
+
+    ``None`` when the header is absent or unreadable; never negative.
+    """
+    if value is None:
+        return None
+    value = value.strip()
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = parse_rfc2822(value)
+    except ValueError:
+        return None
+    return max(0.0, (when - now).total_seconds())
+
+
+# --- hooks -----------------------------------------------------------------------------------
+
+
+def _sid_hook(prefix: str) -> _Hook:
+    pattern = re.compile(f"{prefix}[0-9a-fA-F]{{32}}")
+    kind = SID_PREFIXES[prefix]
+
+    def structure(value: Any, _: Any) -> str | None:
+        if value is None or value == "":
+            return None
+        if not isinstance(value, str) or not pattern.fullmatch(value):
+            raise ValueError(f"{value!r} is not the SID of {kind} ({prefix} + 32 hex digits)")
+        return value
+
+    return structure
+
+
+def _url_hook(value: Any, _: Any) -> str | None:
+    if value is None or value == "":
+        return None
+    return _str_hook(value, None)
+
+
+def _str_hook(value: Any, _: Any) -> str | None:
+    if value is None or isinstance(value, str):
+        return value
+    if isinstance(value, bool | int | float):
+        return str(value)
+    raise TypeError(f"expected a string, got {type(value).__name__}")
+
+
+def _bool_hook(value: Any, _: Any) -> bool | None:
+    # Not bool(value): the string "false" is truthy.
+    if value is None or isinstance(value, bool):
+        return value
+    raise TypeError(f"expected true or false, got {value!r}")
+
+
+def _datetime_hook(value: Any, _: Any) -> datetime | None:
+    if value is None or value == "":
+        return None
+    if not isinstance(value, str):
+        raise TypeError(f"expected an RFC 2822 date string, got {type(value).__name__}")
+    return parse_rfc2822(value)
+
+
+def _enum_or_str_hook(kind: type[enum.StrEnum]) -> _Hook:
+    members = kind._value2member_map_
+
+    def structure(value: Any, _: Any) -> enum.StrEnum | str | None:
+        if value is None or value == "":
+            return None
+        if not isinstance(value, str):
+            raise TypeError(f"expected a string, got {type(value).__name__}")
+        return members.get(value, value)  # type: ignore[return-value]
+
+    return structure
+
+
+_capabilities_fn = _structurer(
+    Capabilities, **{f.name: override(struct_hook=_bool_hook) for f in attrs.fields(Capabilities)}
+)
+
+
+def _capabilities_hook(value: Any, _: Any) -> Capabilities | None:
+    if value is None:
+        return None
+    if not isinstance(value, Mapping):
+        raise TypeError(f"expected an object, got {type(value).__name__}")
+    if all(flag is True or flag is False or flag is None for flag in value.values()):
+        # Only true booleans are cached: 1 == True, and 1 must be refused, not read as True.
+        return _cached_capabilities(tuple(value.items()))
+    return _read_capabilities(value)
+
+
+@functools.lru_cache(maxsize=64)
+def _cached_capabilities(items: tuple[tuple[str, Any], ...]) -> Capabilities:
+    # A handful of combinations covers every number, and Capabilities is immutable.
+    return _read_capabilities(dict(items))
+
+
+def _read_capabilities(value: Mapping[str, Any]) -> Capabilities:
+    # Older resources spell them "SMS" and "MMS".
+    return _capabilities_fn({key.lower(): flag for key, flag in value.items()}, Capabilities)
+
+
+def _response_hook(field: attrs.Attribute[Any]) -> _Hook:
+    """The hook that reads one property of :class:`IncomingPhoneNumber`."""
+    if "sid" in field.metadata:
+        return _sid_hook(field.metadata["sid"])
+    if "uri" in field.metadata:
+        return _url_hook
+    members = [arg for arg in get_args(field.type) if isinstance(arg, type)]
+    for kind in members:
+        if issubclass(kind, enum.StrEnum):
+            return _enum_or_str_hook(kind)
+    simple: dict[type, _Hook] = {
+        bool: _bool_hook,
+        datetime: _datetime_hook,
+        Capabilities: _capabilities_hook,
+        str: _str_hook,
+    }
+    for kind in members:
+        if kind in simple:
+            return simple[kind]
+    raise TypeError(f"no hook for IncomingPhoneNumber.{field.name}: {field.type!r}")
+
+
+attrs.resolve_types(IncomingPhoneNumber)
+_KNOWN_PROPERTIES: Final = frozenset(
+    field.name for field in attrs.fields(IncomingPhoneNumber) if field.name != "extra"
+)
+_number_fn = _structurer(
+    IncomingPhoneNumber,
+    extra=override(struct_hook=lambda value, _: value),
+    **{
+        field.name: override(struct_hook=_response_hook(field))
+        for field in attrs.fields(IncomingPhoneNumber)
+        if field.name != "extra"
+    },
+)
+
+
+def _number_hook(value: Any, _: Any) -> IncomingPhoneNumber:
+    if not isinstance(value, Mapping):
+        raise TypeError(f"expected an object, got {type(value).__name__}")
+    unknown = value.keys() - _KNOWN_PROPERTIES
+    if unknown:
+        value = {**value, "extra": {key: value[key] for key in sorted(unknown)}}
+    return _number_fn(value, IncomingPhoneNumber)
+
+
+_converter.register_structure_hook(IncomingPhoneNumber, _number_hook)
+
+
+@attrs.frozen
+class _NumberPage:
+    incoming_phone_numbers: list[IncomingPhoneNumber]
+    next_page_uri: str | None = None
+
+
+_converter.register_structure_hook(
+    _NumberPage,
+    _structurer(_NumberPage, next_page_uri=override(struct_hook=_url_hook)),
+)
+
+
+@attrs.frozen(kw_only=True)
+class ErrorBody:
+    """Twilio's error body: ``{"code": 21422, "message": "...", "more_info": "...", ...}``."""
+
+    code: int | None = None
+    message: str | None = None
+    more_info: str | None = None
+    details: dict[str, Any] | None = None
+
+
+def _code_hook(value: Any, _: Any) -> int | None:
+    if value is None or isinstance(value, bool):
+        return None
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return None
+
+
+_converter.register_structure_hook(
+    ErrorBody,
+    _structurer(
+        ErrorBody,
+        code=override(struct_hook=_code_hook),
+        message=override(struct_hook=_str_hook),
+        more_info=override(struct_hook=_url_hook),
+        details=override(
+            struct_hook=lambda value, _: dict(value) if isinstance(value, Mapping) else None
+        ),
+    ),
+)
+
+
+# --- reading ---------------------------------------------------------------------------------
+
+
+def _read(kind: type[_T], status: int, body: bytes) -> _T:
+    try:
+        return _converter.structure(json.loads(body), kind)
+    except (ValueError, TypeError, RecursionError, cattrs.BaseValidationError) as exc:
+        text = body.decode("utf-8", "replace")
+        raise ResponseParseError(
+            _describe(exc), status=status, body=text, sid=find_sid(text)
+        ) from exc
+
+
+def _describe(exc: BaseException) -> str:
+    if isinstance(exc, cattrs.BaseValidationError):
+        return "; ".join(cattrs.transform_error(exc, path="$"))
+    if isinstance(exc, json.JSONDecodeError):
+        return f"not JSON ({exc.msg} at {exc.pos})"
+    return str(exc)
+
+
+def parse_number(status: int, body: bytes) -> IncomingPhoneNumber:
+    """The :class:`IncomingPhoneNumber` in a 2xx body, or :class:`ResponseParseError`."""
+    return _read(IncomingPhoneNumber, status, body)
+
+
+def parse_number_page(status: int, body: bytes) -> tuple[list[IncomingPhoneNumber], str | None]:
+    """The numbers of one page of the list endpoint, and the next page's URI."""
+    page = _read(_NumberPage, status, body)
+    return page.incoming_phone_numbers, page.next_page_uri
+
+
+def parse_error_body(body: bytes) -> ErrorBody | None:
+    """Twilio's JSON error body, or ``None`` when the body is something else (an HTML page)."""
+    try:
+        data = json.loads(body)
+    except ValueError:
+        return None
+    if not isinstance(data, Mapping):
+        return None
+    try:
+        return _converter.structure(data, ErrorBody)
+    except cattrs.BaseValidationError:
+        return None
+
+
+def number_from_json(data: Mapping[str, Any]) -> IncomingPhoneNumber:
+    """An :class:`IncomingPhoneNumber` from its JSON object (as Twilio or :func:`number_to_json`
+    wrote it); raises ``cattrs`` or ``ValueError`` errors where it can't be read."""
+    return _converter.structure(data, IncomingPhoneNumber)
+
+
+def number_to_json(number: IncomingPhoneNumber) -> dict[str, Any]:
+    """The JSON object Twilio would send for ``number``, ``extra`` properties included."""
+    data: dict[str, Any] = _converter.unstructure(number)
+    data.update(data.pop("extra"))
+    return data
+
+
+# --- writing ---------------------------------------------------------------------------------
+
+_converter.register_unstructure_hook(datetime, email.utils.format_datetime)
+
+
+def form_key(name: str) -> str:
+    """The spec's PascalCase form key for a snake_case field: ``sms_url`` → ``SmsUrl``."""
+    return "".join(part.capitalize() for part in name.split("_"))
+
+
+def form_fields(kind: type[PurchaseRequest]) -> dict[str, str]:
+    """Every field of a request class, mapped to the form key it is sent as."""
+    return {field.name: form_key(field.name) for field in attrs.fields(kind)}
+
+
+def _form_unstructurer(kind: type[PurchaseRequest]) -> Callable[[Any], dict[str, Any]]:
+    renames: dict[str, Any] = {
+        name: override(rename=key) for name, key in form_fields(kind).items()
+    }
+    return make_dict_unstructure_fn(kind, _converter, _cattrs_omit_if_default=True, **renames)
+
+
+_FORM_UNSTRUCTURERS: Final[Mapping[type, Callable[[Any], dict[str, Any]]]] = {
+    kind: _form_unstructurer(kind) for kind in (NumberPurchase, MobileNumberPurchase)
+}
+
+
+def _form_value(value: object) -> str:
+    if value is True:
+        return "true"
+    if value is False:
+        return "false"
+    return quote_plus(str(value), safe="")
+
+
+def encode_form(request: PurchaseRequest) -> bytes:
+    """The request's ``application/x-www-form-urlencoded`` body: only the fields that are set."""
+    fields = _FORM_UNSTRUCTURERS[type(request)](request)
+    return "&".join(f"{key}={_form_value(value)}" for key, value in fields.items()).encode()

@@ -1,0 +1,189 @@
+"""The exception tree: every error this library raises is a :class:`TwilioNumbersError`.
+
+::
+
+    TwilioNumbersError
+    ├── RequestValidationError (also ValueError)  bad input; raised before any I/O
+    ├── TwilioApiError           Twilio answered with an error status
+    │   ├── AuthenticationError     401 / 20003
+    │   └── RateLimitedError        429 / 20429, once retries are spent
+    ├── TransportError           connect / read failures and timeouts, once retries are spent
+    ├── ResponseParseError       a 2xx body that can't be read (for a purchase: the money is spent)
+    └── PurchaseOutcomeUnknownError  the purchase may have happened and can't be checked
+
+No message, ``repr`` or attribute here ever holds a credential: errors are built from the
+method, the URL (which names the account, not its token) and Twilio's own error body.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+
+__all__ = [
+    "AuthenticationError",
+    "PurchaseOutcomeUnknownError",
+    "RateLimitedError",
+    "RequestValidationError",
+    "ResponseParseError",
+    "TransportError",
+    "TwilioApiError",
+    "TwilioNumbersError",
+]
+
+# What a caller can do about the Twilio codes this library meets most, so that an error says
+# more than its number. https://www.twilio.com/docs/api/errors
+_HINTS: Mapping[int, str] = {
+    20003: "check the account SID and auth token (or API key and secret) you passed in",
+    20404: "check the account SID: Twilio knows no such resource on this account",
+    20429: "slow down: lower the client's rate_limit or max_concurrency",
+    21421: "PhoneNumber must be an E.164 number, such as +14155551234",
+    21422: "the number is not available: search AvailablePhoneNumbers and pick another",
+    21451: "AreaCode must be a three-digit US or Canada area code",
+    21452: "no numbers are available in that area code: try a nearby one",
+    21631: "the number needs an address: pass address_sid",
+    21649: "the number needs a regulatory bundle: pass bundle_sid",
+}
+
+
+class TwilioNumbersError(Exception):
+    """The root of every error raised by ``twilio_numbers_async``."""
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Pickling (multiprocessing, a task queue) must survive keyword-only constructors.
+        return (_rebuild, (type(self), dict(self.__dict__), self.args))
+
+
+class RequestValidationError(TwilioNumbersError, ValueError):
+    """A request's field breaks Twilio's contract; raised at construction, before any I/O.
+
+    ``field`` is the snake_case name of the offending field, ``reason`` says what is wrong.
+    """
+
+    def __init__(self, field: str, reason: str) -> None:
+        self.field = field
+        self.reason = reason
+        super().__init__(f"{field}: {reason}")
+
+
+class TwilioApiError(TwilioNumbersError):
+    """Twilio answered with an error status.
+
+    ``code`` is Twilio's error code (``21422``...), ``None`` when the body was not Twilio's
+    JSON error (an HTML page from a proxy, say). ``request_id`` is the ``Twilio-Request-Id``
+    header, the reference Twilio's support asks for.
+    """
+
+    def __init__(
+        self,
+        *,
+        status: int,
+        code: int | None = None,
+        message: str = "",
+        more_info: str | None = None,
+        details: Mapping[str, Any] | None = None,
+        request_id: str | None = None,
+        method: str = "",
+        url: str = "",
+    ) -> None:
+        self.status = status
+        self.code = code
+        self.message = message
+        self.more_info = more_info
+        self.details = details
+        self.request_id = request_id
+        self.method = method
+        self.url = url
+        super().__init__(self._describe())
+
+    @property
+    def hint(self) -> str | None:
+        """What to do about this error, where the library knows."""
+        return _HINTS.get(self.code) if self.code is not None else None
+
+    def _describe(self) -> str:
+        code = f" {self.code}" if self.code is not None else ""
+        text = f"HTTP {self.status}{code}: {self.message or 'no message'}"
+        if self.hint:
+            text += f" ({self.hint})"
+        context = [f"{self.method} {self.url}".strip()]
+        if self.request_id:
+            context.append(f"request id {self.request_id}")
+        if self.more_info:
+            context.append(self.more_info)
+        return f"{text} [{'; '.join(c for c in context if c)}]"
+
+
+class AuthenticationError(TwilioApiError):
+    """Twilio refused the credentials (HTTP 401, code 20003)."""
+
+
+class RateLimitedError(TwilioApiError):
+    """Twilio kept answering 429 (code 20429) until the retry budget was spent.
+
+    ``retry_after`` is the wait Twilio asked for in its last answer, in seconds, if it sent one.
+    """
+
+    def __init__(self, *, retry_after: float | None = None, **kwargs: Any) -> None:
+        self.retry_after = retry_after
+        super().__init__(**kwargs)
+
+
+class TransportError(TwilioNumbersError):
+    """The request failed below HTTP: DNS, connect, TLS, a dropped connection or a timeout.
+
+    ``sent`` is ``False`` only when the request certainly never reached Twilio (it failed
+    while connecting); ``True`` means Twilio may have received and processed it.
+    """
+
+    def __init__(self, message: str, *, method: str, url: str, sent: bool) -> None:
+        self.method = method
+        self.url = url
+        self.sent = sent
+        super().__init__(f"{message} [{method} {url}]")
+
+
+class ResponseParseError(TwilioNumbersError):
+    """Twilio answered 2xx with a body this library can't read.
+
+    For a purchase this means the number **was bought**: ``sid`` (the ``PN...`` SID found in
+    the raw text, if any) and ``body`` identify it, so record them rather than retry.
+    """
+
+    def __init__(self, reason: str, *, status: int, body: str, sid: str | None) -> None:
+        self.reason = reason
+        self.status = status
+        self.body = body
+        self.sid = sid
+        where = f"; the resource is {sid}" if sid else ""
+        super().__init__(f"HTTP {status} with a body that can't be read: {reason}{where}")
+
+
+class PurchaseOutcomeUnknownError(TwilioNumbersError):
+    """The purchase may or may not have happened, and the library could not find out.
+
+    Raised instead of a blind retry: an ``area_code`` purchase can't be looked up afterwards,
+    and a ``phone_number`` one is raised here only when the look-up itself failed. Check the
+    account (the console, or ``find_incoming_phone_number``) before buying again.
+    ``request`` is the request, ``cause`` the failure that left the outcome unknown.
+    """
+
+    def __init__(self, request: object, cause: BaseException, *, account_sid: str) -> None:
+        self.request = request
+        self.cause = cause
+        self.account_sid = account_sid
+        super().__init__(
+            f"the purchase may have happened on {account_sid} and could not be checked "
+            f"({type(cause).__name__}: {cause}); check the account before buying again"
+        )
+
+
+def _rebuild(
+    cls: type[TwilioNumbersError], state: dict[str, Any], args: tuple[Any, ...]
+) -> TwilioNumbersError:
+    error = cls.__new__(cls)
+    error.__dict__.update(state)
+    error.args = args
+    return error
