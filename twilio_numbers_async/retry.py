@@ -1,0 +1,188 @@
+"""When to retry, and how long to wait: the policy and the one pure decision behind it.
+
+A purchase costs money and Twilio's create endpoints take no idempotency key, so every failure is
+sorted by :func:`classify` into one of three kinds before anything is retried:
+
+========================  ==============================================  =====================
+failure                   was it processed?                               kind
+========================  ==============================================  =====================
+429 / 20429               no: Twilio says it is safe to retry             ``NOT_PROCESSED``
+DNS, connect, TLS         no: the request never left this machine         ``NOT_PROCESSED``
+5xx, read timeout, drop   maybe: Twilio may have bought the number        ``UNKNOWN``
+any other status          yes: Twilio answered and refused (or, for an    ``REJECTED``
+                          unreadable 2xx, accepted)
+========================  ==============================================  =====================
+
+What the client does with each kind (reconcile an ``UNKNOWN`` purchase before any retry) lives in
+``_purchase``; this module only decides and waits.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import random
+from collections.abc import Awaitable, Callable
+from datetime import timedelta
+from typing import Any
+
+import attrs
+from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type
+
+from ._sids import check_count
+from .errors import RateLimitedError, TransportError, TwilioApiError, TwilioNumbersError
+
+__all__ = [
+    "FailureKind",
+    "RetryEvent",
+    "RetryPolicy",
+    "Retryable",
+    "classify",
+    "make_retrying",
+]
+
+
+class FailureKind(enum.Enum):
+    """What a failure says about whether Twilio processed the request."""
+
+    #: Certainly not processed: safe to send again.
+    NOT_PROCESSED = "not_processed"
+    #: Maybe processed: look before sending again.
+    UNKNOWN = "unknown"
+    #: Processed: Twilio answered. Sending again can't change the answer.
+    REJECTED = "rejected"
+
+
+def classify(error: TwilioNumbersError) -> FailureKind:
+    """Sort a failed attempt into a :class:`FailureKind`. Pure: no I/O, no clock, no state."""
+    if isinstance(error, TransportError):
+        return FailureKind.UNKNOWN if error.sent else FailureKind.NOT_PROCESSED
+    if isinstance(error, TwilioApiError):
+        if error.status == 429 or error.code == 20429:
+            return FailureKind.NOT_PROCESSED
+        if error.status >= 500:
+            return FailureKind.UNKNOWN
+    return FailureKind.REJECTED
+
+
+def _seconds(value: float | timedelta) -> float:
+    return value.total_seconds() if isinstance(value, timedelta) else float(value)
+
+
+def _non_negative(_: object, attribute: attrs.Attribute[Any], value: float) -> None:
+    if not value >= 0:  # also refuses NaN
+        raise ValueError(f"RetryPolicy.{attribute.name} must be >= 0 seconds, not {value!r}")
+
+
+def _at_least_one(_: object, attribute: attrs.Attribute[Any], value: int) -> None:
+    check_count(f"RetryPolicy.{attribute.name}", value)
+
+
+@attrs.frozen(kw_only=True)
+class RetryPolicy:
+    """How hard to try: attempts, exponential backoff with full jitter, and a time budget.
+
+    Durations are seconds, as a float or a :class:`~datetime.timedelta`. A ``Retry-After`` from
+    Twilio is honoured even when it is above ``max_delay``; one that would overrun what
+    ``max_elapsed`` leaves ends the retries at once instead of sleeping past the budget.
+
+    ``random``, ``sleep`` and ``clock`` are seams for tests: the jitter's source (a float in
+    ``[0, 1)``), the coroutine that waits, and a monotonic clock (default: the running loop's).
+    """
+
+    max_attempts: int = attrs.field(default=5, validator=_at_least_one)
+    initial_delay: float = attrs.field(default=0.5, converter=_seconds, validator=_non_negative)
+    max_delay: float = attrs.field(default=30.0, converter=_seconds, validator=_non_negative)
+    max_elapsed: float = attrs.field(default=120.0, converter=_seconds, validator=_non_negative)
+    random: Callable[[], float] = attrs.field(default=random.random, repr=False, eq=False)
+    sleep: Callable[[float], Awaitable[None]] = attrs.field(
+        default=asyncio.sleep, repr=False, eq=False
+    )
+    clock: Callable[[], float] | None = attrs.field(default=None, repr=False, eq=False)
+
+    @classmethod
+    def no_retries(cls) -> RetryPolicy:
+        """One attempt; an unknown outcome is still reconciled before it is reported."""
+        return cls(max_attempts=1)
+
+    def backoff(self, retry_number: int) -> float:
+        """Full jitter: uniform in ``[0, ceiling)``, the ceiling doubling from ``initial_delay``
+        with each retry up to ``max_delay``."""
+        ceiling = min(self.max_delay, self.initial_delay * 2.0 ** max(0, retry_number - 1))
+        return ceiling * self.random()
+
+    def delay_for(self, error: TwilioNumbersError, retry_number: int) -> float:
+        """The wait before retry ``retry_number`` (1 for the first) after ``error``."""
+        if isinstance(error, RateLimitedError) and error.retry_after is not None:
+            return error.retry_after
+        return self.backoff(retry_number)
+
+    def now(self) -> float:
+        """The policy's clock: ``clock`` if given, else the running loop's monotonic time."""
+        return self.clock() if self.clock is not None else asyncio.get_running_loop().time()
+
+
+@attrs.frozen
+class RetryEvent:
+    """What :paramref:`on_retry` hooks receive before each retry's wait: for metrics and logs."""
+
+    #: The operation: ``"purchase"`` or ``"find"``.
+    operation: str
+    #: The attempt that failed, counting from 1.
+    attempt: int
+    kind: FailureKind
+    error: TwilioNumbersError
+    #: Seconds until the next attempt.
+    wait: float
+
+
+class Retryable(Exception):  # noqa: N818 - a signal to tenacity, never seen by callers
+    """Raised inside a retry loop to ask tenacity for another attempt after ``error``."""
+
+    def __init__(self, error: TwilioNumbersError, kind: FailureKind) -> None:
+        super().__init__(str(error))
+        self.error = error
+        self.kind = kind
+
+
+def make_retrying(
+    policy: RetryPolicy,
+    *,
+    started_at: float,
+    before_sleep: Callable[[Retryable, int, float], None],
+) -> AsyncRetrying:
+    """A tenacity loop that retries on :class:`Retryable` as ``policy`` says.
+
+    Built only once an attempt has failed, so that a first attempt that succeeds costs nothing
+    here. ``started_at`` is the policy clock's reading when the first attempt began.
+    ``before_sleep(signal, failed_attempt, wait)`` runs before each wait.
+    """
+
+    def wait(state: RetryCallState) -> float:
+        return policy.delay_for(_signal(state).error, state.attempt_number)
+
+    def stop(state: RetryCallState) -> bool:
+        if state.attempt_number >= policy.max_attempts:
+            return True
+        # tenacity computes the wait before it asks whether to stop, so a Retry-After that would
+        # overrun the budget ends the loop now rather than after a sleep that can't pay off.
+        return policy.now() - started_at + state.upcoming_sleep > policy.max_elapsed
+
+    def announce(state: RetryCallState) -> None:
+        before_sleep(_signal(state), state.attempt_number, state.upcoming_sleep)
+
+    return AsyncRetrying(
+        stop=stop,
+        wait=wait,
+        retry=retry_if_exception_type(Retryable),
+        sleep=policy.sleep,
+        before_sleep=announce,
+        reraise=True,
+    )
+
+
+def _signal(state: RetryCallState) -> Retryable:
+    assert state.outcome is not None  # noqa: S101 - tenacity sets it before wait, stop, sleep
+    error = state.outcome.exception()
+    assert isinstance(error, Retryable)  # noqa: S101 - the loop retries on nothing else
+    return error
