@@ -1,0 +1,289 @@
+"""``purchase_many`` against a mocked Twilio: one outcome each, streaming, closing, and resuming."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from twilio_numbers_async import (
+    MobileNumberPurchase,
+    NumberPurchase,
+    PurchaseOutcome,
+    PurchaseOutcomeUnknownError,
+    PurchaseRequest,
+    TwilioApiError,
+    TwilioNumbersClient,
+)
+from twilio_numbers_async._journal import Journal
+from twilio_numbers_async._serde import encode_form
+from twilio_numbers_async.bulk import BulkProgress, OutcomeStatus
+
+from .conftest import MOBILE_URL, NUMBERS_URL, MockTwilio, page, resource, twilio_error
+
+FIND = NUMBERS_URL + "?PhoneNumber=%2B1{}&PageSize=50"
+
+
+async def collect(iterator: AsyncIterator[PurchaseOutcome]) -> list[PurchaseOutcome]:
+    return [outcome async for outcome in iterator]
+
+
+def by_index(outcomes: list[PurchaseOutcome]) -> list[PurchaseOutcome]:
+    return sorted(outcomes, key=lambda outcome: outcome.index)
+
+
+async def test_one_outcome_per_request_whatever_happens(
+    client: TwilioNumbersClient, twilio: MockTwilio
+) -> None:
+    requests: list[PurchaseRequest] = [
+        NumberPurchase(phone_number="+15005550006"),
+        NumberPurchase(area_code="533"),
+        MobileNumberPurchase(phone_number="+447700900123"),
+        NumberPurchase(area_code="415"),
+    ]
+    twilio.post(NUMBERS_URL, status=201, payload=resource(), repeat=False)
+    twilio.post(NUMBERS_URL, status=400, payload=twilio_error(21452))
+    twilio.post(MOBILE_URL, status=201, payload=resource(phone_number="+447700900123"))
+    twilio.post(NUMBERS_URL, status=500, payload=twilio_error(20500, 500))
+    # concurrency=1 keeps the mock's answers in the order of the requests.
+    outcomes = await collect(client.purchase_many(requests, concurrency=1))
+    assert [o.index for o in outcomes] == [0, 1, 2, 3]
+    assert [o.request for o in outcomes] == requests
+    assert [o.status for o in outcomes] == [
+        OutcomeStatus.BOUGHT,
+        OutcomeStatus.FAILED,
+        OutcomeStatus.BOUGHT,
+        OutcomeStatus.UNKNOWN,
+    ]
+    assert [o.ok for o in outcomes] == [True, False, True, False]
+    assert isinstance(outcomes[1].error, TwilioApiError)
+    assert isinstance(outcomes[3].error, PurchaseOutcomeUnknownError)
+    assert all(o.attempts == 1 and not o.from_journal for o in outcomes)
+
+
+async def test_async_iterables_are_accepted(
+    client: TwilioNumbersClient, twilio: MockTwilio
+) -> None:
+    async def requests() -> AsyncIterator[PurchaseRequest]:
+        for _ in range(3):
+            yield NumberPurchase(area_code="500")
+
+    twilio.post(NUMBERS_URL, status=201, payload=resource(), repeat=True)
+    outcomes = await collect(client.purchase_many(requests(), concurrency=2))
+    assert sorted(o.index for o in outcomes) == [0, 1, 2]
+    assert all(o.ok for o in outcomes)
+
+
+async def test_input_is_pulled_lazily(client: TwilioNumbersClient, twilio: MockTwilio) -> None:
+    pulled = 0
+    release = asyncio.Event()
+
+    def requests() -> Iterator[PurchaseRequest]:
+        nonlocal pulled
+        for _ in range(1000):
+            pulled += 1
+            yield NumberPurchase(area_code="500")
+
+    async def slow(url: Any, **kwargs: Any) -> None:
+        await release.wait()
+
+    twilio.post(NUMBERS_URL, status=201, payload=resource(), callback=slow, repeat=True)
+    iterator = client.purchase_many(requests(), concurrency=4)
+    first = asyncio.ensure_future(anext(iterator))
+    for _ in range(20):
+        await asyncio.sleep(0)
+    assert pulled == 4, "no more than `concurrency` requests are taken ahead"
+    release.set()
+    await first
+    await iterator.aclose()  # type: ignore[attr-defined]
+    assert pulled < 10
+
+
+async def test_closing_early_cancels_what_is_in_flight(
+    client: TwilioNumbersClient, twilio: MockTwilio
+) -> None:
+    started = 0
+    cancelled = 0
+
+    async def hang(url: Any, **kwargs: Any) -> None:
+        nonlocal started, cancelled
+        started += 1
+        try:
+            await asyncio.sleep(3600)
+        except asyncio.CancelledError:
+            cancelled += 1
+            raise
+
+    twilio.post(NUMBERS_URL, callback=hang, repeat=True)
+    twilio.post(MOBILE_URL, status=201, payload=resource(phone_number="+447700900123"))
+    requests: list[PurchaseRequest] = [
+        MobileNumberPurchase(phone_number="+447700900123"),
+        *(NumberPurchase(area_code="415") for _ in range(5)),
+    ]
+    iterator = client.purchase_many(requests, concurrency=4)
+    first = await anext(iterator)
+    assert first.ok
+    await iterator.aclose()  # type: ignore[attr-defined]
+    assert started == cancelled > 0
+    assert [t for t in asyncio.all_tasks() if t is not asyncio.current_task()] == []
+
+
+async def test_cancelling_the_consumer_leaves_no_task(
+    client: TwilioNumbersClient, twilio: MockTwilio
+) -> None:
+    async def hang(url: Any, **kwargs: Any) -> None:
+        await asyncio.sleep(3600)
+
+    twilio.post(NUMBERS_URL, callback=hang, repeat=True)
+
+    async def consume() -> None:
+        async with contextlib.aclosing(
+            client.purchase_many([NumberPurchase(area_code="415")] * 3, concurrency=3)
+        ) as outcomes:
+            async for _ in outcomes:
+                pass
+
+    task = asyncio.create_task(consume())
+    for _ in range(10):
+        await asyncio.sleep(0)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert [t for t in asyncio.all_tasks() if t is not asyncio.current_task()] == []
+
+
+async def test_a_bad_item_is_refused(client: TwilioNumbersClient, twilio: MockTwilio) -> None:
+    with pytest.raises(TypeError, match=r"requests\[0\] is a dict"):
+        await collect(client.purchase_many([{"area_code": "415"}]))  # type: ignore[list-item]
+    with pytest.raises(ValueError, match="concurrency"):
+        await collect(client.purchase_many([], concurrency=0))
+
+
+async def test_progress_counts_what_was_yielded(
+    client: TwilioNumbersClient, twilio: MockTwilio
+) -> None:
+    twilio.post(NUMBERS_URL, status=201, payload=resource())
+    twilio.post(NUMBERS_URL, status=400, payload=twilio_error(21452))
+    progress = BulkProgress()
+    requests = [NumberPurchase(area_code="500"), NumberPurchase(area_code="533")]
+    async for _ in client.purchase_many(requests, concurrency=1, progress=progress):
+        assert progress.in_flight >= 0
+    assert (progress.started, progress.bought, progress.failed, progress.unknown) == (2, 1, 1, 0)
+    assert (progress.done, progress.in_flight) == (2, 0)
+
+
+# --- the journal ------------------------------------------------------------------------------
+
+
+async def test_a_rerun_on_the_journal_sends_nothing(
+    client: TwilioNumbersClient, twilio: MockTwilio, tmp_path: Path
+) -> None:
+    journal = tmp_path / "buy.jsonl"
+    requests: list[PurchaseRequest] = [
+        NumberPurchase(phone_number="+15005550006"),
+        NumberPurchase(area_code="533"),
+        NumberPurchase(area_code="415"),
+    ]
+    twilio.post(NUMBERS_URL, status=201, payload=resource())
+    twilio.post(NUMBERS_URL, status=400, payload=twilio_error(21452))
+    twilio.post(NUMBERS_URL, status=502, body="bad gateway")
+    first = by_index(await collect(client.purchase_many(requests, concurrency=1, journal=journal)))
+    posts = len(twilio.sent("POST", NUMBERS_URL))
+
+    second = by_index(await collect(client.purchase_many(requests, concurrency=1, journal=journal)))
+    assert len(twilio.sent("POST", NUMBERS_URL)) == posts == 3, "nothing is sent again"
+    assert all(o.from_journal for o in second)
+    assert [o.status for o in second] == [o.status for o in first]
+    assert second[0].number == first[0].number
+    assert isinstance(second[1].error, TwilioApiError)
+    assert second[1].error.code == 21452
+    assert isinstance(second[2].error, PurchaseOutcomeUnknownError)
+    assert second[2].error.request == requests[2]
+
+
+async def test_reordered_input_still_matches_the_journal(
+    client: TwilioNumbersClient, twilio: MockTwilio, tmp_path: Path
+) -> None:
+    journal = tmp_path / "buy.jsonl"
+    twilio.post(NUMBERS_URL, status=201, payload=resource(), repeat=True)
+    twilio.post(MOBILE_URL, status=201, payload=resource(), repeat=True)
+    requests: list[PurchaseRequest] = [
+        NumberPurchase(area_code="500"),
+        MobileNumberPurchase(phone_number="+447700900123"),
+        NumberPurchase(area_code="500"),
+    ]
+    await collect(client.purchase_many(requests, journal=journal))
+    again = await collect(client.purchase_many(list(reversed(requests)), journal=journal))
+    assert len(again) == 3
+    assert all(o.from_journal for o in again)
+    # A third identical area-code request is a new purchase, not one of the two done.
+    await collect(
+        client.purchase_many([*requests, NumberPurchase(area_code="500")], journal=journal)
+    )
+    assert len(twilio.sent("POST", NUMBERS_URL)) == 3
+
+
+async def write_intent(
+    journal: Path, client: TwilioNumbersClient, request: PurchaseRequest
+) -> None:
+    """What a run killed during its first POST leaves behind: an intent, no outcome."""
+    book = Journal.open(journal)
+    form = encode_form(request)
+    key = book.key(client.account_sid, request.endpoint, form)
+    await book.record_intent(
+        key, index=0, account_sid=client.account_sid, endpoint=request.endpoint, form=form
+    )
+    await book.close()
+
+
+async def test_an_interrupted_number_found_on_the_account_is_not_bought_again(
+    client: TwilioNumbersClient, twilio: MockTwilio, tmp_path: Path
+) -> None:
+    journal = tmp_path / "buy.jsonl"
+    request = NumberPurchase(phone_number="+15005550006")
+    await write_intent(journal, client, request)
+    twilio.get(FIND.format("5005550006"), payload=page(resource()))
+    (outcome,) = await collect(client.purchase_many([request], journal=journal))
+    assert outcome.ok
+    assert outcome.reconciled
+    assert outcome.attempts == 0
+    assert twilio.sent("POST", NUMBERS_URL) == []
+
+
+async def test_an_interrupted_number_not_on_the_account_is_bought(
+    client: TwilioNumbersClient, twilio: MockTwilio, tmp_path: Path
+) -> None:
+    journal = tmp_path / "buy.jsonl"
+    request = NumberPurchase(phone_number="+15005550006")
+    await write_intent(journal, client, request)
+    twilio.get(FIND.format("5005550006"), payload=page())
+    twilio.post(NUMBERS_URL, status=201, payload=resource())
+    (outcome,) = await collect(client.purchase_many([request], journal=journal))
+    assert outcome.ok
+    assert not outcome.reconciled
+    assert len(twilio.sent("POST", NUMBERS_URL)) == 1
+    kinds = [json.loads(line)["kind"] for line in journal.read_text().splitlines()]
+    assert kinds == ["intent", "outcome"]
+
+
+async def test_an_interrupted_area_code_is_reported_unknown_without_io(
+    client: TwilioNumbersClient, twilio: MockTwilio, tmp_path: Path
+) -> None:
+    journal = tmp_path / "buy.jsonl"
+    request = NumberPurchase(area_code="415")
+    await write_intent(journal, client, request)
+    (outcome,) = await collect(client.purchase_many([request], journal=journal))
+    assert outcome.status is OutcomeStatus.UNKNOWN
+    assert isinstance(outcome.error, PurchaseOutcomeUnknownError)
+    assert "earlier run stopped" in str(outcome.error)
+    assert twilio.requests == {}
+    # ... and that verdict is recorded: the next run reads it, and still sends nothing.
+    (again,) = await collect(client.purchase_many([request], journal=journal))
+    assert again.from_journal
+    assert again.status is OutcomeStatus.UNKNOWN
+    assert twilio.requests == {}

@@ -1,0 +1,326 @@
+"""Buying many numbers: a streaming ``purchase_many`` that loses no result, and its outcomes.
+
+``purchase_many`` pulls requests lazily from any iterable or async iterable (never more than
+``concurrency`` ahead of the purchases in flight, so memory stays flat however long the input),
+buys each through the client (its limiter, concurrency cap and retry rules), and yields one
+:class:`PurchaseOutcome` per request as each completes. With a journal (see ``_journal``) a run
+that dies half way can be run again with the same input: what is done is not sent again, and
+what was in flight is reconciled rather than repeated.
+
+This module knows the client only through :class:`Buyer`, so that nothing imports the client
+back.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import logging
+import os
+from collections.abc import AsyncGenerator, AsyncIterable, AsyncIterator, Iterable
+from typing import Any, Protocol
+
+import attrs
+
+from ._journal import Journal, error_from_json, error_to_json
+from ._purchase import PurchaseStats
+from ._serde import encode_form, number_from_json, number_to_json
+from ._sids import check_count
+from .errors import (
+    PurchaseOutcomeUnknownError,
+    ResponseParseError,
+    TwilioNumbersError,
+)
+from .models import IncomingPhoneNumber, MobileNumberPurchase, NumberPurchase, PurchaseRequest
+
+__all__ = ["BulkProgress", "Buyer", "OutcomeStatus", "PurchaseOutcome", "purchase_many"]
+
+logger = logging.getLogger("twilio_numbers_async")
+
+
+class OutcomeStatus(enum.StrEnum):
+    """Whether a request's number was bought, as far as anyone can know."""
+
+    #: Bought: ``number`` is set (or, rarely, ``error`` is a ResponseParseError naming its SID).
+    BOUGHT = "bought"
+    #: Certainly not bought: ``error`` says why.
+    FAILED = "failed"
+    #: Maybe bought, and it could not be checked: look at the account before buying again.
+    UNKNOWN = "unknown"
+
+
+@attrs.frozen(kw_only=True)
+class PurchaseOutcome:
+    """How one request of a bulk purchase ended."""
+
+    #: The request's position in the input, from 0.
+    index: int
+    request: PurchaseRequest
+    number: IncomingPhoneNumber | None = None
+    error: TwilioNumbersError | None = None
+    #: POSTs sent for it (0 when it was settled by a look-up or read from the journal).
+    attempts: int = 0
+    #: Whether the number was found on the account after an attempt of unknown outcome.
+    reconciled: bool = False
+    #: Whether this outcome was read from the journal of an earlier run rather than bought now.
+    from_journal: bool = False
+
+    @property
+    def ok(self) -> bool:
+        """Whether the number was bought and read: ``number`` is set."""
+        return self.number is not None
+
+    @property
+    def status(self) -> OutcomeStatus:
+        """Bought, failed or unknown."""
+        if self.number is not None or isinstance(self.error, ResponseParseError):
+            return OutcomeStatus.BOUGHT
+        if isinstance(self.error, PurchaseOutcomeUnknownError):
+            return OutcomeStatus.UNKNOWN
+        return OutcomeStatus.FAILED
+
+
+@attrs.define
+class BulkProgress:
+    """Counters a progress display can poll while ``purchase_many`` runs."""
+
+    #: Requests taken from the input so far.
+    started: int = 0
+    #: Outcomes yielded so far, by status.
+    bought: int = 0
+    failed: int = 0
+    unknown: int = 0
+    #: Of the outcomes yielded, how many came from the journal of an earlier run.
+    from_journal: int = 0
+
+    @property
+    def done(self) -> int:
+        """Outcomes yielded so far."""
+        return self.bought + self.failed + self.unknown
+
+    @property
+    def in_flight(self) -> int:
+        """Requests taken but not yet finished."""
+        return self.started - self.done
+
+    def count(self, outcome: PurchaseOutcome) -> None:
+        """Add one outcome to the counters."""
+        status = outcome.status
+        if status is OutcomeStatus.BOUGHT:
+            self.bought += 1
+        elif status is OutcomeStatus.FAILED:
+            self.failed += 1
+        else:
+            self.unknown += 1
+        self.from_journal += outcome.from_journal
+
+
+class Buyer(Protocol):
+    """What ``purchase_many`` needs of a client."""
+
+    @property
+    def account_sid(self) -> str: ...
+
+    async def purchase_tracked(
+        self, request: PurchaseRequest, stats: PurchaseStats, *, account_sid: str | None = None
+    ) -> IncomingPhoneNumber: ...
+
+    async def find_incoming_phone_number(
+        self, phone_number: str, *, account_sid: str | None = None
+    ) -> IncomingPhoneNumber | None: ...
+
+
+async def purchase_many(
+    buyer: Buyer,
+    requests: Iterable[PurchaseRequest] | AsyncIterable[PurchaseRequest],
+    *,
+    concurrency: int = 8,
+    journal: str | os.PathLike[str] | None = None,
+    account_sid: str | None = None,
+    progress: BulkProgress | None = None,
+) -> AsyncIterator[PurchaseOutcome]:
+    """Buy every request, yielding one :class:`PurchaseOutcome` each, in completion order.
+
+    At most ``concurrency`` purchases run at once (the client's own ``max_concurrency`` and
+    limiter still apply). An error of one request is its outcome's ``error``; it never stops the
+    others. ``journal`` is a path for a crash-safe record (see the module's docstring); running
+    again with the same journal and input yields what is done with ``from_journal=True`` and
+    sends nothing for it. ``progress``, if given, is updated as outcomes are yielded.
+
+    Close the generator early (``aclose()``, or ``break`` inside ``async with
+    contextlib.aclosing(...)``) or cancel its task to stop: purchases in flight are cancelled
+    and awaited before it returns, and the journal stays consistent.
+    """
+    check_count("concurrency", concurrency)
+    account = account_sid or buyer.account_sid
+    counters = progress if progress is not None else BulkProgress()
+    # Reading a long journal is file I/O: keep it off the event loop.
+    book = await asyncio.to_thread(Journal.open, journal) if journal is not None else None
+    source = _aiter(requests)
+    finished: asyncio.Queue[asyncio.Task[PurchaseOutcome]] = asyncio.Queue()
+    running: set[asyncio.Task[PurchaseOutcome]] = set()
+    index = 0
+    exhausted = False
+    try:
+        while True:
+            while not exhausted and len(running) < concurrency:
+                request = await anext(source, None)
+                if request is None:
+                    exhausted = True
+                    break
+                counters.started += 1
+                job = _Job(buyer, account, _checked(request, index), index, book)
+                index += 1
+                if (recorded := job.recorded()) is not None:
+                    counters.count(recorded)
+                    yield recorded
+                    continue
+                task = asyncio.create_task(job.run(), name=f"purchase #{job.index}")
+                running.add(task)
+                task.add_done_callback(finished.put_nowait)
+            if not running:
+                return
+            task = await finished.get()
+            running.discard(task)
+            outcome = task.result()
+            counters.count(outcome)
+            yield outcome
+    finally:
+        # Reached on exhaustion, aclose(), cancellation or an error: leave nothing running.
+        for task in running:
+            task.cancel()
+        if running:
+            await asyncio.gather(*running, return_exceptions=True)
+        await source.aclose()
+        if book is not None:
+            await book.close()
+
+
+@attrs.define
+class _Job:
+    buyer: Buyer
+    account_sid: str
+    request: PurchaseRequest
+    index: int
+    journal: Journal | None
+    key: str | None = None
+    form: bytes = b""
+
+    def __attrs_post_init__(self) -> None:
+        if self.journal is not None:
+            self.form = encode_form(self.request)
+            self.key = self.journal.key(self.account_sid, self.request.endpoint, self.form)
+
+    def recorded(self) -> PurchaseOutcome | None:
+        """The outcome an earlier run recorded for this request, if it finished."""
+        if self.journal is None or self.key is None or self.journal.state(self.key) != "done":
+            return None
+        record = self.journal.recorded_outcome(self.key)
+        error = record.get("error")
+        number = record.get("number")
+        return PurchaseOutcome(
+            index=self.index,
+            request=self.request,
+            number=number_from_json(number) if number is not None else None,
+            error=error_from_json(error, self.request) if error else None,
+            attempts=record.get("attempts", 0),
+            reconciled=record.get("reconciled", False),
+            from_journal=True,
+        )
+
+    async def run(self) -> PurchaseOutcome:
+        stats = PurchaseStats()
+        try:
+            number = await self._settle(stats)
+        except TwilioNumbersError as error:
+            outcome = self._outcome(stats, error=error)
+        else:
+            outcome = self._outcome(stats, number=number)
+        if self.journal is not None and self.key is not None:
+            await self.journal.record_outcome(self.key, _outcome_record(outcome))
+        return outcome
+
+    async def _settle(self, stats: PurchaseStats) -> IncomingPhoneNumber:
+        if self.journal is not None and self.key is not None:
+            if self.journal.state(self.key) == "in_flight":
+                if (found := await self._reconcile_interrupted(stats)) is not None:
+                    return found
+            else:
+                await self.journal.record_intent(
+                    self.key,
+                    index=self.index,
+                    account_sid=self.account_sid,
+                    endpoint=self.request.endpoint,
+                    form=self.form,
+                )
+        return await self.buyer.purchase_tracked(self.request, stats, account_sid=self.account_sid)
+
+    async def _reconcile_interrupted(self, stats: PurchaseStats) -> IncomingPhoneNumber | None:
+        """An earlier run died with this request in flight: find out before sending again."""
+        interrupted = RuntimeError(
+            "an earlier run stopped while this purchase was in flight (its journal has the "
+            "intent but no outcome)"
+        )
+        if self.request.phone_number is None:
+            raise PurchaseOutcomeUnknownError(
+                self.request, interrupted, account_sid=self.account_sid
+            )
+        try:
+            found = await self.buyer.find_incoming_phone_number(
+                self.request.phone_number, account_sid=self.account_sid
+            )
+        except TwilioNumbersError as exc:
+            raise PurchaseOutcomeUnknownError(
+                self.request, interrupted, account_sid=self.account_sid
+            ) from exc
+        if found is not None:
+            stats.reconciled = True
+            logger.info("journal: %s was bought by an earlier run", self.request.phone_number)
+        return found
+
+    def _outcome(
+        self,
+        stats: PurchaseStats,
+        *,
+        number: IncomingPhoneNumber | None = None,
+        error: TwilioNumbersError | None = None,
+    ) -> PurchaseOutcome:
+        return PurchaseOutcome(
+            index=self.index,
+            request=self.request,
+            number=number,
+            error=error,
+            attempts=stats.attempts,
+            reconciled=stats.reconciled,
+        )
+
+
+def _outcome_record(outcome: PurchaseOutcome) -> dict[str, Any]:
+    return {
+        "index": outcome.index,
+        "status": outcome.status.value,
+        "attempts": outcome.attempts,
+        "reconciled": outcome.reconciled,
+        "number": number_to_json(outcome.number) if outcome.number is not None else None,
+        "error": error_to_json(outcome.error) if outcome.error is not None else None,
+    }
+
+
+def _checked(request: object, index: int) -> PurchaseRequest:
+    if not isinstance(request, NumberPurchase | MobileNumberPurchase):
+        raise TypeError(
+            f"requests[{index}] is a {type(request).__name__}; purchase_many takes "
+            "NumberPurchase and MobileNumberPurchase objects"
+        )
+    return request
+
+
+async def _aiter(
+    requests: Iterable[PurchaseRequest] | AsyncIterable[PurchaseRequest],
+) -> AsyncGenerator[PurchaseRequest, None]:
+    if isinstance(requests, AsyncIterable):
+        async for request in requests:
+            yield request
+    else:
+        for request in requests:
+            yield request
