@@ -1,0 +1,153 @@
+"""Shared fixtures: credentials, a mocked Twilio (aioresponses), and a clock that needs no sleep."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+
+import aiohttp
+import pytest
+from aioresponses import aioresponses
+from yarl import URL
+
+from twilio_numbers_async import RetryPolicy, TwilioNumbersClient
+
+ACCOUNT_SID = "AC" + "0123456789abcdef" * 2
+AUTH_TOKEN = "test-auth-token-that-must-never-leak"
+BASE = f"https://api.twilio.com/2010-04-01/Accounts/{ACCOUNT_SID}"
+NUMBERS_URL = f"{BASE}/IncomingPhoneNumbers.json"
+MOBILE_URL = f"{BASE}/IncomingPhoneNumbers/Mobile.json"
+
+
+class _FinishedUpload:
+    """Stands in for the request writer of a response that aioresponses builds."""
+
+    output_size = 0
+
+
+class _MockResponse(aiohttp.ClientResponse):
+    # aiohttp 3.14 made ``stream_writer`` a required argument that aioresponses 0.7.9 does not
+    # pass (pnuckowski/aioresponses#289). ``response_class`` is aioresponses' own, public
+    # extension point, so the shim needs none of its internals.
+    def __init__(self, method: str, url: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("stream_writer", _FinishedUpload())
+        super().__init__(method, url, **kwargs)
+
+
+class MockTwilio(aioresponses):
+    """aioresponses whose every response is built to work on aiohttp 3.14."""
+
+    def add(self, url: Any, method: str = "GET", **kwargs: Any) -> None:
+        kwargs.setdefault("response_class", _MockResponse)
+        super().add(url, method, **kwargs)
+
+    def sent(self, method: str, url: str) -> list[Any]:
+        """The calls made to ``method url`` (query string included), in order."""
+        # aioresponses keys its record by the URL with its query parameters sorted.
+        key = URL(url)
+        return self.requests.get((method, key.with_query(sorted(key.query.items()))), [])
+
+
+@pytest.fixture
+def twilio() -> Iterator[MockTwilio]:
+    with MockTwilio() as mock:
+        yield mock
+
+
+class FakeTime:
+    """A clock and a sleep that only move when told: retries are tested without waiting."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+        self.sleeps: list[float] = []
+
+    def clock(self) -> float:
+        return self.now
+
+    async def sleep(self, seconds: float) -> None:
+        self.sleeps.append(seconds)
+        self.now += seconds
+        await asyncio.sleep(0)
+
+    def policy(self, **kwargs: Any) -> RetryPolicy:
+        return RetryPolicy(sleep=self.sleep, clock=self.clock, **kwargs)
+
+
+@pytest.fixture
+def fake_time() -> FakeTime:
+    return FakeTime()
+
+
+@pytest.fixture
+async def client(fake_time: FakeTime) -> AsyncIterator[TwilioNumbersClient]:
+    async with TwilioNumbersClient(
+        ACCOUNT_SID, AUTH_TOKEN, rate_limit=None, retry=fake_time.policy(random=lambda: 0.5)
+    ) as client:
+        yield client
+
+
+def resource(**overrides: Any) -> dict[str, Any]:
+    """A 201 body as Twilio sends it (its unset fields as "" and null, like the real API)."""
+    body: dict[str, Any] = {
+        "account_sid": ACCOUNT_SID,
+        "address_requirements": "none",
+        "address_sid": "",
+        "api_version": "2010-04-01",
+        "beta": False,
+        "capabilities": {"voice": True, "sms": True, "mms": True, "fax": False},
+        "date_created": "Thu, 30 Jul 2015 23:19:04 +0000",
+        "date_updated": "Thu, 30 Jul 2015 23:19:04 +0000",
+        "emergency_status": "Inactive",
+        "emergency_address_sid": None,
+        "emergency_address_status": "unregistered",
+        "friendly_name": "(500) 555-0006",
+        "identity_sid": None,
+        "origin": "twilio",
+        "phone_number": "+15005550006",
+        "sid": "PN" + "1" * 32,
+        "sms_application_sid": "",
+        "sms_fallback_method": "POST",
+        "sms_fallback_url": "",
+        "sms_method": "POST",
+        "sms_url": "",
+        "status_callback": "",
+        "status_callback_method": "POST",
+        "trunk_sid": None,
+        "uri": f"/2010-04-01/Accounts/{ACCOUNT_SID}/IncomingPhoneNumbers/PN{'1' * 32}.json",
+        "voice_application_sid": "",
+        "voice_caller_id_lookup": False,
+        "voice_fallback_method": "POST",
+        "voice_fallback_url": None,
+        "voice_method": "POST",
+        "voice_url": None,
+        "bundle_sid": None,
+        "voice_receive_mode": "voice",
+        "status": "in-use",
+        "type": "local",
+    }
+    body.update(overrides)
+    return body
+
+
+def twilio_error(code: int, status: int = 400, message: str = "error") -> dict[str, Any]:
+    return {
+        "code": code,
+        "message": message,
+        "more_info": f"https://www.twilio.com/docs/errors/{code}",
+        "status": status,
+    }
+
+
+def page(*numbers: dict[str, Any], next_page_uri: str | None = None) -> dict[str, Any]:
+    return {
+        "incoming_phone_numbers": list(numbers),
+        "next_page_uri": next_page_uri,
+        "page": 0,
+        "page_size": 50,
+        "start": 0,
+        "end": max(0, len(numbers) - 1),
+        "uri": "/2010-04-01/Accounts/x/IncomingPhoneNumbers.json",
+        "first_page_uri": "/2010-04-01/Accounts/x/IncomingPhoneNumbers.json",
+        "previous_page_uri": None,
+    }

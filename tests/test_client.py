@@ -1,0 +1,450 @@
+"""The client against a mocked Twilio: what goes on the wire, what comes back, and its lifecycle."""
+
+from __future__ import annotations
+
+import base64
+import logging
+import platform
+from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import parse_qsl
+
+import aiohttp
+import pytest
+from yarl import URL
+
+from twilio_numbers_async import (
+    AuthenticationError,
+    Capabilities,
+    HttpMethod,
+    IncomingPhoneNumber,
+    MobileNumberPurchase,
+    NumberPurchase,
+    PurchaseOutcomeUnknownError,
+    RequestValidationError,
+    ResponseParseError,
+    TwilioApiError,
+    TwilioNumbersClient,
+    __version__,
+)
+
+from .conftest import (
+    ACCOUNT_SID,
+    AUTH_TOKEN,
+    MOBILE_URL,
+    NUMBERS_URL,
+    FakeTime,
+    MockTwilio,
+    page,
+    resource,
+    twilio_error,
+)
+
+SUBACCOUNT = "AC" + "f" * 32
+API_KEY = "SK" + "e" * 32
+API_SECRET = "api-secret-that-must-never-leak"
+FIND_URL = f"{NUMBERS_URL}?PhoneNumber=%2B15005550006&PageSize=50"
+
+
+def only_call(twilio: MockTwilio, method: str, url: str) -> Any:
+    calls = twilio.sent(method, url)
+    assert len(calls) == 1, f"expected one {method} {url}, saw {len(calls)}"
+    return calls[0]
+
+
+# --- what goes on the wire --------------------------------------------------------------------
+
+
+async def test_buys_a_given_number(client: TwilioNumbersClient, twilio: MockTwilio) -> None:
+    twilio.post(NUMBERS_URL, status=201, payload=resource())
+    number = await client.create_incoming_phone_number(
+        phone_number="+15005550006", sms_url="https://example.com/sms", sms_method="GET"
+    )
+    assert isinstance(number, IncomingPhoneNumber)
+    assert number.sid == "PN" + "1" * 32
+    assert number.capabilities == Capabilities(voice=True, sms=True, mms=True, fax=False)
+    assert number.date_created == datetime(2015, 7, 30, 23, 19, 4, tzinfo=UTC)
+    call = only_call(twilio, "POST", NUMBERS_URL)
+    assert call.kwargs["data"] == (
+        b"SmsMethod=GET&SmsUrl=https%3A%2F%2Fexample.com%2Fsms&PhoneNumber=%2B15005550006"
+    )
+
+
+async def test_buys_any_number_in_an_area_code(
+    client: TwilioNumbersClient, twilio: MockTwilio
+) -> None:
+    twilio.post(NUMBERS_URL, status=201, payload=resource(phone_number="+14155550100"))
+    number = await client.create_incoming_phone_number(area_code="415")
+    assert number.phone_number == "+14155550100"
+    assert only_call(twilio, "POST", NUMBERS_URL).kwargs["data"] == b"AreaCode=415"
+
+
+async def test_buys_a_mobile_number_on_its_own_endpoint(
+    client: TwilioNumbersClient, twilio: MockTwilio
+) -> None:
+    body = resource(phone_number="+447700900123")
+    del body["type"]
+    twilio.post(MOBILE_URL, status=201, payload=body)
+    number = await client.create_incoming_phone_number_mobile(
+        phone_number="+447700900123", voice_receive_mode="fax"
+    )
+    assert number.phone_number == "+447700900123"
+    assert number.type is None
+    sent = only_call(twilio, "POST", MOBILE_URL).kwargs["data"]
+    assert parse_qsl(sent.decode()) == [
+        ("PhoneNumber", "+447700900123"),
+        ("VoiceReceiveMode", "fax"),
+    ]
+
+
+async def test_purchase_dispatches_on_the_request_type(
+    client: TwilioNumbersClient, twilio: MockTwilio
+) -> None:
+    twilio.post(NUMBERS_URL, status=201, payload=resource())
+    twilio.post(MOBILE_URL, status=201, payload=resource(phone_number="+447700900123"))
+    await client.purchase(NumberPurchase(area_code="500"))
+    await client.purchase(MobileNumberPurchase(phone_number="+447700900123"))
+    assert len(twilio.sent("POST", NUMBERS_URL)) == 1
+    assert len(twilio.sent("POST", MOBILE_URL)) == 1
+
+
+async def test_a_subaccount_goes_in_the_path(
+    client: TwilioNumbersClient, twilio: MockTwilio
+) -> None:
+    url = NUMBERS_URL.replace(ACCOUNT_SID, SUBACCOUNT)
+    twilio.post(url, status=201, payload=resource(account_sid=SUBACCOUNT))
+    number = await client.purchase(NumberPurchase(area_code="415"), account_sid=SUBACCOUNT)
+    assert number.account_sid == SUBACCOUNT
+    only_call(twilio, "POST", url)
+
+
+async def test_headers_carry_basic_auth_and_a_user_agent(
+    client: TwilioNumbersClient, twilio: MockTwilio
+) -> None:
+    twilio.post(NUMBERS_URL, status=201, payload=resource())
+    await client.create_incoming_phone_number(area_code="500")
+    headers = only_call(twilio, "POST", NUMBERS_URL).kwargs["headers"]
+    expected = base64.b64encode(f"{ACCOUNT_SID}:{AUTH_TOKEN}".encode()).decode()
+    assert headers["Authorization"] == f"Basic {expected}"
+    assert headers["Content-Type"] == "application/x-www-form-urlencoded"
+    assert headers["Accept"] == "application/json"
+    assert headers["User-Agent"].startswith(f"twilio-numbers-async/{__version__} ")
+    assert f"Python/{platform.python_version()}" in headers["User-Agent"]
+
+
+async def test_an_api_key_signs_requests_and_the_account_stays_in_the_path(
+    fake_time: FakeTime, twilio: MockTwilio
+) -> None:
+    twilio.post(NUMBERS_URL, status=201, payload=resource())
+    async with TwilioNumbersClient(
+        ACCOUNT_SID, api_key=API_KEY, api_secret=API_SECRET, rate_limit=None
+    ) as client:
+        await client.create_incoming_phone_number(area_code="500")
+    headers = only_call(twilio, "POST", NUMBERS_URL).kwargs["headers"]
+    expected = base64.b64encode(f"{API_KEY}:{API_SECRET}".encode()).decode()
+    assert headers["Authorization"] == f"Basic {expected}"
+
+
+async def test_invalid_input_is_refused_before_any_request(
+    client: TwilioNumbersClient, twilio: MockTwilio
+) -> None:
+    with pytest.raises(RequestValidationError, match="sms_url"):
+        await client.create_incoming_phone_number(area_code="415", sms_url="not a url")
+    with pytest.raises(RequestValidationError, match="account_sid"):
+        await client.purchase(NumberPurchase(area_code="415"), account_sid="AC123")
+    with pytest.raises(TypeError, match="NumberPurchase or MobileNumberPurchase"):
+        await client.purchase({"AreaCode": "415"})  # type: ignore[arg-type]
+    assert twilio.requests == {}
+
+
+async def test_redirects_are_not_followed(client: TwilioNumbersClient, twilio: MockTwilio) -> None:
+    twilio.post(NUMBERS_URL, status=201, payload=resource())
+    await client.create_incoming_phone_number(area_code="500")
+    assert only_call(twilio, "POST", NUMBERS_URL).kwargs["allow_redirects"] is False
+
+
+# --- what comes back --------------------------------------------------------------------------
+
+
+async def test_twilio_errors_carry_everything_twilio_said(
+    client: TwilioNumbersClient, twilio: MockTwilio
+) -> None:
+    twilio.post(
+        NUMBERS_URL,
+        status=400,
+        payload=twilio_error(21422, message="PhoneNumber +15005550000 is not available"),
+        headers={"Twilio-Request-Id": "RQ" + "a" * 32},
+    )
+    with pytest.raises(TwilioApiError) as caught:
+        await client.create_incoming_phone_number(phone_number="+15005550000")
+    error = caught.value
+    assert type(error) is TwilioApiError
+    assert (error.status, error.code) == (400, 21422)
+    assert error.message == "PhoneNumber +15005550000 is not available"
+    assert error.more_info == "https://www.twilio.com/docs/errors/21422"
+    assert error.request_id == "RQ" + "a" * 32
+    assert (error.method, error.url) == ("POST", NUMBERS_URL)
+    assert error.hint is not None
+    assert "21422" in str(error)
+    assert error.hint in str(error)
+    assert len(twilio.sent("POST", NUMBERS_URL)) == 1, "a rejection is never retried"
+
+
+async def test_401_is_an_authentication_error(
+    client: TwilioNumbersClient, twilio: MockTwilio
+) -> None:
+    twilio.post(NUMBERS_URL, status=401, payload=twilio_error(20003, 401, "Authenticate"))
+    with pytest.raises(AuthenticationError) as caught:
+        await client.create_incoming_phone_number(area_code="415")
+    assert caught.value.code == 20003
+    assert "auth token" in str(caught.value)
+
+
+async def test_a_non_json_error_page_becomes_an_api_error(
+    client: TwilioNumbersClient, twilio: MockTwilio
+) -> None:
+    html = "<html><body><h1>502 Bad Gateway</h1>\n<p>nginx</p></body></html>"
+    twilio.post(NUMBERS_URL, status=502, body=html, content_type="text/html")
+    with pytest.raises(PurchaseOutcomeUnknownError) as caught:
+        await client.create_incoming_phone_number(area_code="415")
+    cause = caught.value.cause
+    assert isinstance(cause, TwilioApiError)
+    assert (cause.status, cause.code) == (502, None)
+    assert "502 Bad Gateway" in cause.message
+    assert "\n" not in cause.message
+
+
+async def test_an_unreadable_201_still_names_the_number_bought(
+    client: TwilioNumbersClient, twilio: MockTwilio
+) -> None:
+    body = '{"sid": "PN' + "2" * 32 + '", "date_created": "yesterday"}'
+    twilio.post(NUMBERS_URL, status=201, body=body)
+    with pytest.raises(ResponseParseError) as caught:
+        await client.create_incoming_phone_number(area_code="415")
+    assert caught.value.status == 201
+    assert caught.value.sid == "PN" + "2" * 32
+    assert caught.value.body == body
+    assert "date_created" in str(caught.value)
+    assert len(twilio.sent("POST", NUMBERS_URL)) == 1, "a 201 is never retried"
+
+
+# --- finding a number -------------------------------------------------------------------------
+
+
+async def test_find_returns_only_an_exact_match(
+    client: TwilioNumbersClient, twilio: MockTwilio
+) -> None:
+    # Twilio's filter also matches numbers that merely contain the digits.
+    twilio.get(FIND_URL, payload=page(resource(phone_number="+150055500061")))
+    assert await client.find_incoming_phone_number("+15005550006") is None
+    twilio.get(FIND_URL, payload=page(resource(phone_number="+15005550006")))
+    found = await client.find_incoming_phone_number("+15005550006")
+    assert found is not None
+    assert found.phone_number == "+15005550006"
+
+
+async def test_find_follows_next_pages(client: TwilioNumbersClient, twilio: MockTwilio) -> None:
+    next_uri = f"/2010-04-01/Accounts/{ACCOUNT_SID}/IncomingPhoneNumbers.json?Page=1&PageToken=x"
+    twilio.get(
+        FIND_URL, payload=page(resource(phone_number="+150055500060"), next_page_uri=next_uri)
+    )
+    twilio.get(f"https://api.twilio.com{next_uri}", payload=page(resource()))
+    found = await client.find_incoming_phone_number("+15005550006")
+    assert found is not None
+    assert found.sid == "PN" + "1" * 32
+
+
+async def test_find_checks_its_input(client: TwilioNumbersClient, twilio: MockTwilio) -> None:
+    with pytest.raises(RequestValidationError, match="phone_number"):
+        await client.find_incoming_phone_number("5550006")
+    assert twilio.requests == {}
+
+
+# --- construction -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "expected"),
+    [
+        ({}, "https://api.twilio.com"),
+        ({"edge": "sydney"}, "https://api.sydney.us1.twilio.com"),
+        ({"edge": "sydney", "region": "au1"}, "https://api.sydney.au1.twilio.com"),
+        ({"region": "ie1"}, "https://api.ie1.twilio.com"),
+        ({"base_url": "http://127.0.0.1:8080/"}, "http://127.0.0.1:8080"),
+        ({"base_url": "http://localhost:8080"}, "http://localhost:8080"),
+        ({"base_url": "http://[::1]:8080"}, "http://[::1]:8080"),
+        ({"base_url": "https://proxy.example.com/twilio"}, "https://proxy.example.com/twilio"),
+    ],
+)
+def test_the_host_is_chosen_as_documented(kwargs: dict[str, str], expected: str) -> None:
+    assert TwilioNumbersClient(ACCOUNT_SID, AUTH_TOKEN, **kwargs).base_url == expected
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"base_url": "http://api.example.com"}, "plain http to a host that is not loopback"),
+        ({"base_url": "http://10.0.0.1:80"}, "plain http to a host that is not loopback"),
+        ({"base_url": "ftp://127.0.0.1"}, "absolute http"),
+        ({"base_url": "https://u:p@example.com"}, "no credentials"),
+        ({"edge": "syd ney"}, "host label"),
+        ({"base_url": "https://example.com\r\nX: y"}, "CR, LF or NUL"),
+        ({"timeout": 0}, "timeout"),
+        ({"max_concurrency": 0}, "max_concurrency"),
+    ],
+)
+def test_bad_configuration_is_refused(kwargs: dict[str, Any], message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        TwilioNumbersClient(ACCOUNT_SID, AUTH_TOKEN, **kwargs)
+
+
+@pytest.mark.parametrize(
+    ("args", "kwargs", "message"),
+    [
+        ((ACCOUNT_SID,), {}, "no credentials"),
+        ((ACCOUNT_SID, AUTH_TOKEN), {"api_key": API_KEY, "api_secret": "s"}, "not both"),
+        ((ACCOUNT_SID,), {"api_key": API_KEY}, "go together"),
+        ((ACCOUNT_SID,), {"api_key": "AC" + "0" * 32, "api_secret": "s"}, "api_key"),
+        (("SK" + "0" * 32, AUTH_TOKEN), {}, "account_sid"),
+        ((ACCOUNT_SID, "token\nX-Injected: 1"), {}, "CR, LF or NUL"),
+        ((ACCOUNT_SID, ""), {}, "empty"),
+    ],
+)
+def test_bad_credentials_are_refused(
+    args: tuple[str, ...], kwargs: dict[str, str], message: str
+) -> None:
+    with pytest.raises(ValueError, match=message):
+        TwilioNumbersClient(*args, **kwargs)
+
+
+def test_from_env_reads_the_twilio_variables() -> None:
+    client = TwilioNumbersClient.from_env(
+        {
+            "TWILIO_ACCOUNT_SID": ACCOUNT_SID,
+            "TWILIO_AUTH_TOKEN": AUTH_TOKEN,
+            "TWILIO_EDGE": "dublin",
+            "TWILIO_REGION": "ie1",
+        }
+    )
+    assert client.account_sid == ACCOUNT_SID
+    assert client.base_url == "https://api.dublin.ie1.twilio.com"
+
+
+def test_from_env_prefers_an_api_key_and_lets_arguments_win() -> None:
+    client = TwilioNumbersClient.from_env(
+        {
+            "TWILIO_ACCOUNT_SID": ACCOUNT_SID,
+            "TWILIO_AUTH_TOKEN": AUTH_TOKEN,
+            "TWILIO_API_KEY": API_KEY,
+            "TWILIO_API_SECRET": API_SECRET,
+        },
+        base_url="http://127.0.0.1:9",
+    )
+    assert API_KEY in repr(client)
+    assert client.base_url == "http://127.0.0.1:9"
+
+
+def test_from_env_says_what_is_missing() -> None:
+    with pytest.raises(ValueError, match="TWILIO_ACCOUNT_SID is not set"):
+        TwilioNumbersClient.from_env({})
+    with pytest.raises(ValueError, match="no credentials"):
+        TwilioNumbersClient.from_env({"TWILIO_ACCOUNT_SID": ACCOUNT_SID})
+
+
+# --- lifecycle --------------------------------------------------------------------------------
+
+
+def test_construction_needs_no_event_loop() -> None:
+    client = TwilioNumbersClient(ACCOUNT_SID, AUTH_TOKEN)
+    assert client._session is None
+
+
+async def test_a_closed_client_refuses_requests(twilio: MockTwilio) -> None:
+    client = TwilioNumbersClient(ACCOUNT_SID, AUTH_TOKEN, rate_limit=None)
+    twilio.post(NUMBERS_URL, status=201, payload=resource())
+    await client.create_incoming_phone_number(area_code="500")
+    await client.close()
+    await client.close()  # idempotent
+    assert client.closed
+    with pytest.raises(RuntimeError, match="closed"):
+        await client.create_incoming_phone_number(area_code="500")
+    with pytest.raises(RuntimeError, match="closed"):
+        async with client:
+            pass
+
+
+async def test_a_session_passed_in_is_used_and_left_open(twilio: MockTwilio) -> None:
+    twilio.post(NUMBERS_URL, status=201, payload=resource())
+    async with aiohttp.ClientSession() as session:
+        async with TwilioNumbersClient(
+            ACCOUNT_SID, AUTH_TOKEN, session=session, rate_limit=None
+        ) as client:
+            await client.create_incoming_phone_number(area_code="500")
+        assert not session.closed
+    assert len(twilio.sent("POST", NUMBERS_URL)) == 1
+
+
+async def test_the_client_closes_the_session_it_made(twilio: MockTwilio) -> None:
+    twilio.post(NUMBERS_URL, status=201, payload=resource())
+    async with TwilioNumbersClient(ACCOUNT_SID, AUTH_TOKEN, rate_limit=None) as client:
+        await client.create_incoming_phone_number(area_code="500")
+        session = client._session
+        assert session is not None
+    assert session.closed
+
+
+# --- secrets ----------------------------------------------------------------------------------
+
+
+async def test_no_secret_in_repr_errors_or_logs(
+    fake_time: FakeTime, twilio: MockTwilio, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    secrets = (AUTH_TOKEN, API_SECRET, base64.b64encode(AUTH_TOKEN.encode()).decode())
+    twilio.post(
+        NUMBERS_URL, status=429, payload=twilio_error(20429, 429), headers={"Retry-After": "1"}
+    )
+    twilio.post(NUMBERS_URL, status=400, payload=twilio_error(21452))
+    seen: list[str] = []
+    for client in (
+        TwilioNumbersClient(ACCOUNT_SID, AUTH_TOKEN, retry=fake_time.policy(), rate_limit=None),
+        TwilioNumbersClient(ACCOUNT_SID, api_key=API_KEY, api_secret=API_SECRET),
+    ):
+        seen += [repr(client), str(client)]
+    async with TwilioNumbersClient(
+        ACCOUNT_SID, AUTH_TOKEN, retry=fake_time.policy(), rate_limit=None
+    ) as client:
+        with pytest.raises(TwilioApiError) as caught:
+            await client.create_incoming_phone_number(area_code="533")
+    seen += [str(caught.value), repr(caught.value), repr(vars(caught.value)), caplog.text]
+    assert caplog.records, "the retry should have been logged"
+    for text in seen:
+        for secret in secrets:
+            assert secret not in text
+
+
+async def test_only_the_account_reaches_the_url(
+    client: TwilioNumbersClient, twilio: MockTwilio
+) -> None:
+    twilio.post(NUMBERS_URL, status=201, payload=resource())
+    await client.create_incoming_phone_number(area_code="500")
+    ((method, url),) = twilio.requests
+    assert (method, url) == ("POST", URL(NUMBERS_URL))
+    assert AUTH_TOKEN not in str(url)
+
+
+def test_methods_take_every_field_of_their_request() -> None:
+    import inspect
+
+    import attrs
+
+    for method, request in (
+        (TwilioNumbersClient.create_incoming_phone_number, NumberPurchase),
+        (TwilioNumbersClient.create_incoming_phone_number_mobile, MobileNumberPurchase),
+    ):
+        parameters = set(inspect.signature(method).parameters) - {"self", "account_sid"}
+        assert parameters == {field.name for field in attrs.fields(request)}
+
+
+def test_http_method_values() -> None:
+    assert [m.value for m in HttpMethod] == ["GET", "POST"]

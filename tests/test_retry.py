@@ -1,0 +1,430 @@
+"""Retries never buy twice: the pure decision, the policy's arithmetic, and every path of the loop.
+
+The loop's paths run against a mocked Twilio that answers each request from a script, on a fake
+clock: no test sleeps.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import timedelta
+from typing import Any
+
+import aiohttp
+import pytest
+
+from twilio_numbers_async import (
+    FailureKind,
+    NumberPurchase,
+    PurchaseOutcomeUnknownError,
+    PurchaseStats,
+    RateLimitedError,
+    RetryEvent,
+    RetryPolicy,
+    TransportError,
+    TwilioApiError,
+    TwilioNumbersClient,
+)
+from twilio_numbers_async.errors import (
+    AuthenticationError,
+    RequestValidationError,
+    ResponseParseError,
+    TwilioNumbersError,
+)
+from twilio_numbers_async.retry import classify
+
+from .conftest import (
+    ACCOUNT_SID,
+    AUTH_TOKEN,
+    NUMBERS_URL,
+    FakeTime,
+    MockTwilio,
+    page,
+    resource,
+    twilio_error,
+)
+
+FIND_URL = f"{NUMBERS_URL}?PhoneNumber=%2B15005550006&PageSize=50"
+GIVEN = NumberPurchase(phone_number="+15005550006")
+ANY_IN_415 = NumberPurchase(area_code="415")
+
+
+def api_error(status: int, code: int | None = None) -> TwilioApiError:
+    return TwilioApiError(status=status, code=code, message="x", method="POST", url=NUMBERS_URL)
+
+
+# --- the pure decision ------------------------------------------------------------------------
+
+CASES: list[tuple[TwilioNumbersError, FailureKind]] = [
+    (RateLimitedError(status=429, code=20429), FailureKind.NOT_PROCESSED),
+    (api_error(429), FailureKind.NOT_PROCESSED),
+    (api_error(400, 20429), FailureKind.NOT_PROCESSED),
+    (TransportError("refused", method="POST", url="u", sent=False), FailureKind.NOT_PROCESSED),
+    (TransportError("reset", method="POST", url="u", sent=True), FailureKind.UNKNOWN),
+    *((api_error(status), FailureKind.UNKNOWN) for status in (500, 502, 503, 504, 599)),
+    *(
+        (api_error(status, code), FailureKind.REJECTED)
+        for status, code in ((400, 21422), (400, 21452), (403, 20003), (404, 20404), (409, None))
+    ),
+    (AuthenticationError(status=401, code=20003), FailureKind.REJECTED),
+    (api_error(302), FailureKind.REJECTED),
+    (ResponseParseError("bad", status=201, body="", sid=None), FailureKind.REJECTED),
+    (RequestValidationError("area_code", "bad"), FailureKind.REJECTED),
+    (
+        PurchaseOutcomeUnknownError(ANY_IN_415, api_error(500), account_sid=ACCOUNT_SID),
+        FailureKind.REJECTED,
+    ),
+]
+
+
+@pytest.mark.parametrize(("error", "kind"), CASES, ids=lambda value: repr(value)[:40])
+def test_classify(error: TwilioNumbersError, kind: FailureKind) -> None:
+    assert classify(error) is kind
+
+
+def test_every_status_from_400_to_599_has_one_kind() -> None:
+    for status in range(400, 600):
+        kind = classify(api_error(status))
+        expected = (
+            FailureKind.NOT_PROCESSED
+            if status == 429
+            else FailureKind.UNKNOWN
+            if status >= 500
+            else FailureKind.REJECTED
+        )
+        assert kind is expected, status
+
+
+# --- the policy -------------------------------------------------------------------------------
+
+
+def test_backoff_is_full_jitter_under_an_exponential_ceiling() -> None:
+    top = RetryPolicy(initial_delay=0.5, max_delay=4.0, random=lambda: 0.999999)
+    assert [round(top.backoff(n), 3) for n in range(1, 7)] == [0.5, 1.0, 2.0, 4.0, 4.0, 4.0]
+    bottom = RetryPolicy(random=lambda: 0.0)
+    assert bottom.backoff(3) == 0.0
+
+
+def test_retry_after_is_honoured_even_above_max_delay() -> None:
+    policy = RetryPolicy(max_delay=1.0, random=lambda: 0.5)
+    assert policy.delay_for(RateLimitedError(status=429, retry_after=7.5), 1) == 7.5
+    assert policy.delay_for(RateLimitedError(status=429), 1) == 0.25
+
+
+def test_durations_take_timedeltas_and_are_checked() -> None:
+    policy = RetryPolicy(
+        initial_delay=timedelta(milliseconds=250), max_elapsed=timedelta(minutes=1)
+    )
+    assert (policy.initial_delay, policy.max_elapsed) == (0.25, 60.0)
+    with pytest.raises(ValueError, match="max_attempts"):
+        RetryPolicy(max_attempts=0)
+    with pytest.raises(ValueError, match="max_delay"):
+        RetryPolicy(max_delay=-1)
+    with pytest.raises(ValueError, match="initial_delay"):
+        RetryPolicy(initial_delay=float("nan"))
+    assert RetryPolicy.no_retries().max_attempts == 1
+
+
+# --- the loop: not processed ------------------------------------------------------------------
+
+
+class RecordingLimiter:
+    def __init__(self) -> None:
+        self.acquired = 0
+        self.pauses: list[float] = []
+
+    async def acquire(self, tokens: int = 1) -> None:
+        self.acquired += tokens
+
+    def pause(self, seconds: float) -> None:
+        self.pauses.append(seconds)
+
+
+def make_client(fake_time: FakeTime, **kwargs: Any) -> TwilioNumbersClient:
+    policy = kwargs.pop("retry", None) or fake_time.policy(random=lambda: 0.5)
+    kwargs.setdefault("rate_limit", None)
+    return TwilioNumbersClient(ACCOUNT_SID, AUTH_TOKEN, retry=policy, **kwargs)
+
+
+async def test_a_429_waits_retry_after_and_pauses_everyone(
+    fake_time: FakeTime, twilio: MockTwilio
+) -> None:
+    limiter = RecordingLimiter()
+    twilio.post(
+        NUMBERS_URL, status=429, payload=twilio_error(20429, 429), headers={"Retry-After": "3"}
+    )
+    twilio.post(NUMBERS_URL, status=201, payload=resource())
+    stats = PurchaseStats()
+    async with make_client(fake_time, rate_limit=limiter) as client:
+        await client.purchase_tracked(ANY_IN_415, stats)
+    assert fake_time.sleeps == [3.0]
+    assert limiter.pauses == [3.0]
+    assert limiter.acquired == 2, "every attempt takes a token, retries included"
+    assert (stats.attempts, stats.rate_limited, stats.reconciled) == (2, 1, False)
+
+
+async def test_a_429_without_retry_after_backs_off(fake_time: FakeTime, twilio: MockTwilio) -> None:
+    twilio.post(NUMBERS_URL, status=429, payload=twilio_error(20429, 429))
+    twilio.post(NUMBERS_URL, status=429, payload=twilio_error(20429, 429))
+    twilio.post(NUMBERS_URL, status=201, payload=resource())
+    async with make_client(fake_time) as client:
+        await client.purchase(ANY_IN_415)
+    assert fake_time.sleeps == [0.25, 0.5]  # random() = 0.5 of 0.5 s, then of 1 s
+
+
+async def test_retry_after_as_an_http_date(fake_time: FakeTime, twilio: MockTwilio) -> None:
+    twilio.post(
+        NUMBERS_URL,
+        status=429,
+        payload=twilio_error(20429, 429),
+        headers={"Retry-After": "Wed, 21 Oct 2015 07:28:00 GMT"},  # long past: retry at once
+    )
+    twilio.post(NUMBERS_URL, status=201, payload=resource())
+    async with make_client(fake_time) as client:
+        await client.purchase(ANY_IN_415)
+    assert fake_time.sleeps == [0.0]
+
+
+async def test_a_retry_after_beyond_the_budget_raises_at_once(
+    fake_time: FakeTime, twilio: MockTwilio
+) -> None:
+    twilio.post(
+        NUMBERS_URL, status=429, payload=twilio_error(20429, 429), headers={"Retry-After": "300"}
+    )
+    async with make_client(fake_time, retry=fake_time.policy(max_elapsed=120)) as client:
+        with pytest.raises(RateLimitedError) as caught:
+            await client.purchase(ANY_IN_415)
+    assert caught.value.retry_after == 300.0
+    assert fake_time.sleeps == [], "no sleep that can't pay off"
+
+
+async def test_429s_until_attempts_run_out(fake_time: FakeTime, twilio: MockTwilio) -> None:
+    twilio.post(NUMBERS_URL, status=429, payload=twilio_error(20429, 429), repeat=True)
+    async with make_client(fake_time, retry=fake_time.policy(max_attempts=3)) as client:
+        with pytest.raises(RateLimitedError):
+            await client.purchase(ANY_IN_415)
+    assert len(twilio.sent("POST", NUMBERS_URL)) == 3
+    assert len(fake_time.sleeps) == 2
+
+
+async def test_a_connect_failure_is_retried(fake_time: FakeTime, twilio: MockTwilio) -> None:
+    twilio.post(NUMBERS_URL, exception=aiohttp.ConnectionTimeoutError("connect timed out"))
+    twilio.post(NUMBERS_URL, status=201, payload=resource())
+    async with make_client(fake_time) as client:
+        number = await client.purchase(ANY_IN_415)
+    assert number.sid is not None
+    assert len(twilio.sent("POST", NUMBERS_URL)) == 2
+
+
+async def test_connect_failures_until_attempts_run_out(
+    fake_time: FakeTime, twilio: MockTwilio
+) -> None:
+    twilio.post(NUMBERS_URL, exception=aiohttp.ConnectionTimeoutError("x"), repeat=True)
+    async with make_client(fake_time, retry=fake_time.policy(max_attempts=2)) as client:
+        with pytest.raises(TransportError) as caught:
+            await client.purchase(ANY_IN_415)
+    assert caught.value.sent is False
+    assert isinstance(caught.value.__cause__, aiohttp.ConnectionTimeoutError)
+
+
+# --- the loop: unknown ------------------------------------------------------------------------
+
+
+async def test_a_5xx_on_a_given_number_is_reconciled_not_repeated(
+    fake_time: FakeTime, twilio: MockTwilio
+) -> None:
+    twilio.post(NUMBERS_URL, status=500, payload=twilio_error(20500, 500))
+    twilio.get(FIND_URL, payload=page(resource()))
+    stats = PurchaseStats()
+    async with make_client(fake_time) as client:
+        number = await client.purchase_tracked(GIVEN, stats)
+    assert number.phone_number == "+15005550006"
+    assert stats.reconciled
+    assert len(twilio.sent("POST", NUMBERS_URL)) == 1, "owned: never POSTed again"
+
+
+async def test_a_dropped_connection_then_not_owned_is_sent_again(
+    fake_time: FakeTime, twilio: MockTwilio
+) -> None:
+    twilio.post(NUMBERS_URL, exception=aiohttp.ServerDisconnectedError())
+    twilio.get(FIND_URL, payload=page())
+    twilio.post(NUMBERS_URL, status=201, payload=resource())
+    stats = PurchaseStats()
+    async with make_client(fake_time) as client:
+        await client.purchase_tracked(GIVEN, stats)
+    assert (stats.attempts, stats.reconciled) == (2, False)
+    assert len(twilio.sent("GET", FIND_URL)) == 1
+
+
+async def test_a_read_timeout_on_an_area_code_is_never_repeated(
+    fake_time: FakeTime, twilio: MockTwilio
+) -> None:
+    twilio.post(NUMBERS_URL, timeout=True)
+    async with make_client(fake_time) as client:
+        with pytest.raises(PurchaseOutcomeUnknownError) as caught:
+            await client.purchase(ANY_IN_415)
+    assert caught.value.request == ANY_IN_415
+    assert isinstance(caught.value.cause, TransportError)
+    assert caught.value.cause.sent is True
+    assert caught.value.account_sid == ACCOUNT_SID
+    assert len(twilio.sent("POST", NUMBERS_URL)) == 1
+    assert fake_time.sleeps == []
+
+
+async def test_a_21422_after_an_unknown_attempt_means_we_bought_it(
+    fake_time: FakeTime, twilio: MockTwilio
+) -> None:
+    # The first attempt's fate is unknown and the first look-up misses it (it commits late);
+    # the retry is then refused as "not available": a second look-up finds it ours.
+    twilio.post(NUMBERS_URL, status=503, body="unavailable", content_type="text/plain")
+    twilio.get(FIND_URL, payload=page())
+    twilio.post(NUMBERS_URL, status=400, payload=twilio_error(21422))
+    twilio.get(FIND_URL, payload=page(resource()))
+    stats = PurchaseStats()
+    async with make_client(fake_time) as client:
+        number = await client.purchase_tracked(GIVEN, stats)
+    assert number.sid == "PN" + "1" * 32
+    assert stats.reconciled
+    assert len(twilio.sent("POST", NUMBERS_URL)) == 2
+
+
+async def test_a_21422_after_an_unknown_attempt_that_is_not_ours_is_reported(
+    fake_time: FakeTime, twilio: MockTwilio
+) -> None:
+    twilio.post(NUMBERS_URL, status=500, payload=twilio_error(20500, 500))
+    twilio.get(FIND_URL, payload=page(), repeat=True)
+    twilio.post(NUMBERS_URL, status=400, payload=twilio_error(21422))
+    async with make_client(fake_time) as client:
+        with pytest.raises(TwilioApiError) as caught:
+            await client.purchase(GIVEN)
+    assert caught.value.code == 21422
+    assert len(twilio.sent("GET", FIND_URL)) == 2
+
+
+async def test_a_21422_with_no_unknown_attempt_is_not_looked_up(
+    fake_time: FakeTime, twilio: MockTwilio
+) -> None:
+    twilio.post(NUMBERS_URL, status=400, payload=twilio_error(21422))
+    async with make_client(fake_time) as client:
+        with pytest.raises(TwilioApiError):
+            await client.purchase(GIVEN)
+    assert twilio.sent("GET", FIND_URL) == []
+
+
+async def test_out_of_attempts_after_an_unknown_one_looks_one_last_time(
+    fake_time: FakeTime, twilio: MockTwilio
+) -> None:
+    twilio.post(NUMBERS_URL, status=429, payload=twilio_error(20429, 429))
+    twilio.post(NUMBERS_URL, status=502, body="bad gateway")
+    twilio.get(FIND_URL, payload=page(resource()))
+    stats = PurchaseStats()
+    async with make_client(fake_time, retry=fake_time.policy(max_attempts=2)) as client:
+        number = await client.purchase_tracked(GIVEN, stats)
+    assert number.sid is not None
+    assert stats.reconciled
+
+
+async def test_out_of_attempts_and_not_owned_reports_the_last_failure(
+    fake_time: FakeTime, twilio: MockTwilio
+) -> None:
+    twilio.post(NUMBERS_URL, status=500, payload=twilio_error(20500, 500), repeat=True)
+    twilio.get(FIND_URL, payload=page(), repeat=True)
+    async with make_client(fake_time, retry=fake_time.policy(max_attempts=3)) as client:
+        with pytest.raises(TwilioApiError) as caught:
+            await client.purchase(GIVEN)
+    assert caught.value.status == 500
+    assert len(twilio.sent("POST", NUMBERS_URL)) == 3
+    # One look-up before each retry, and a last one after the last attempt.
+    assert len(twilio.sent("GET", FIND_URL)) == 3
+
+
+async def test_no_retries_still_reconciles(fake_time: FakeTime, twilio: MockTwilio) -> None:
+    twilio.post(NUMBERS_URL, exception=aiohttp.ServerDisconnectedError())
+    twilio.get(FIND_URL, payload=page(resource()))
+    async with make_client(fake_time, retry=RetryPolicy.no_retries()) as client:
+        number = await client.purchase(GIVEN)
+    assert number.phone_number == "+15005550006"
+
+
+async def test_a_failed_look_up_leaves_the_outcome_unknown(
+    fake_time: FakeTime, twilio: MockTwilio
+) -> None:
+    twilio.post(NUMBERS_URL, status=500, payload=twilio_error(20500, 500))
+    twilio.get(FIND_URL, status=403, payload=twilio_error(20003, 403))
+    async with make_client(fake_time) as client:
+        with pytest.raises(PurchaseOutcomeUnknownError) as caught:
+            await client.purchase(GIVEN)
+    assert isinstance(caught.value.cause, TwilioApiError)
+    assert caught.value.cause.status == 500
+    assert isinstance(caught.value.__cause__, TwilioApiError)
+    assert caught.value.__cause__.status == 403
+
+
+async def test_the_look_up_itself_is_retried(fake_time: FakeTime, twilio: MockTwilio) -> None:
+    twilio.post(NUMBERS_URL, status=504, payload=twilio_error(20504, 504))
+    twilio.get(FIND_URL, status=503, body="busy")
+    twilio.get(FIND_URL, exception=aiohttp.ServerDisconnectedError())
+    twilio.get(FIND_URL, payload=page(resource()))
+    async with make_client(fake_time) as client:
+        number = await client.purchase(GIVEN)
+    assert number.sid is not None
+    assert len(twilio.sent("GET", FIND_URL)) == 3
+
+
+# --- the loop: rejected, hooks, budget --------------------------------------------------------
+
+
+async def test_a_rejection_is_raised_at_once(fake_time: FakeTime, twilio: MockTwilio) -> None:
+    twilio.post(NUMBERS_URL, status=400, payload=twilio_error(21452))
+    async with make_client(fake_time) as client:
+        with pytest.raises(TwilioApiError) as caught:
+            await client.purchase(ANY_IN_415)
+    assert caught.value.code == 21452
+    assert fake_time.sleeps == []
+
+
+async def test_the_hook_hears_of_every_retry(fake_time: FakeTime, twilio: MockTwilio) -> None:
+    events: list[RetryEvent] = []
+    twilio.post(
+        NUMBERS_URL, status=429, payload=twilio_error(20429, 429), headers={"Retry-After": "2"}
+    )
+    twilio.post(NUMBERS_URL, exception=aiohttp.ServerDisconnectedError())
+    twilio.get(FIND_URL, payload=page())
+    twilio.post(NUMBERS_URL, status=201, payload=resource())
+    async with make_client(fake_time, on_retry=events.append) as client:
+        await client.purchase(GIVEN)
+    assert [(e.operation, e.attempt, e.kind, e.wait) for e in events] == [
+        ("purchase", 1, FailureKind.NOT_PROCESSED, 2.0),
+        ("purchase", 2, FailureKind.UNKNOWN, 0.5),
+    ]
+    assert isinstance(events[0].error, RateLimitedError)
+
+
+async def test_the_time_budget_ends_retries(fake_time: FakeTime, twilio: MockTwilio) -> None:
+    twilio.post(NUMBERS_URL, status=429, payload=twilio_error(20429, 429), repeat=True)
+    policy = fake_time.policy(
+        max_attempts=100, initial_delay=1, max_delay=1, max_elapsed=5, random=lambda: 0.999
+    )
+    async with make_client(fake_time, retry=policy) as client:
+        with pytest.raises(RateLimitedError):
+            await client.purchase(ANY_IN_415)
+    assert sum(fake_time.sleeps) <= 5
+    assert len(twilio.sent("POST", NUMBERS_URL)) == 6
+
+
+async def test_cancelling_a_purchase_cancels_it_cleanly(
+    fake_time: FakeTime, twilio: MockTwilio
+) -> None:
+    started = asyncio.Event()
+
+    async def hang(url: Any, **kwargs: Any) -> None:
+        started.set()
+        await asyncio.sleep(3600)
+
+    twilio.post(NUMBERS_URL, callback=hang)
+    async with make_client(fake_time) as client:
+        task = asyncio.create_task(client.purchase(ANY_IN_415))
+        await started.wait()
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
