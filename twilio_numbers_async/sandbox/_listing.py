@@ -1,0 +1,158 @@
+"""The GET list of an account's numbers: filters, pages and page tokens, as Twilio does them.
+
+Filters: ``PhoneNumber`` (partial: the digits given, ``*`` for any one digit, found anywhere in
+the number), ``FriendlyName`` (exact), ``Origin``; ``Beta`` is checked but changes nothing, as
+no sandbox number is new to the platform. Pages: ``PageSize`` (1 to 1000, default 50), ``Page``
+and ``PageToken`` (``PA<sid>``: after that resource, ``PB<sid>``: before it), so that paging
+stays right while purchases go on. A full number (the common case: reconciling a purchase) is
+an O(1) look-up; other filters scan the one account.
+"""
+
+from __future__ import annotations
+
+import bisect
+import functools
+import re
+from collections.abc import Mapping
+from typing import Any, Final
+from urllib.parse import quote, urlencode
+
+from ._errors import ApiError, shown
+from ._inventory import Holdings
+
+__all__ = ["list_page"]
+
+_PAGE_SIZE_DEFAULT: Final = 50
+_PAGE_SIZE_MAX: Final = 1000
+_FILTERS: Final = ("FriendlyName", "Beta", "PhoneNumber", "Origin")
+_PATTERN: Final = re.compile(r"\+?[0-9*]+")
+_FULL_NUMBER: Final = re.compile(r"\+[0-9]+")
+_FORMATTING: Final = str.maketrans("", "", " ()-.")
+
+Resource = dict[str, Any]
+
+
+def list_page(holdings: Holdings, query: Mapping[str, str], path: str) -> dict[str, Any]:
+    """One page of ``holdings`` as the list endpoint's body; raises :class:`ApiError` (400)."""
+    page_size = _integer(query, "PageSize", _PAGE_SIZE_DEFAULT, 1, _PAGE_SIZE_MAX)
+    page = _integer(query, "Page", 0, 0, None)
+    if query.get("Beta", "true") not in ("true", "false"):
+        raise ApiError(400, 20001, "Invalid parameter Beta: must be true or false")
+    items, positions = _matching(holdings, query)
+    start, chunk = _slice(
+        holdings, items, positions, token=query.get("PageToken"), page=page, page_size=page_size
+    )
+    filters = {key: query[key] for key in _FILTERS if key in query}
+    more_after = start + len(chunk) < len(items)
+
+    def uri(number: int, token: str | None) -> str:
+        params = {**filters, "PageSize": str(page_size), "Page": str(number)}
+        if token is not None:
+            params["PageToken"] = token
+        return f"{path}?{urlencode(params, quote_via=quote)}"
+
+    first_sid = chunk[0]["sid"] if chunk else None
+    return {
+        "incoming_phone_numbers": chunk,
+        "page": page,
+        "page_size": page_size,
+        "start": page * page_size,
+        "end": page * page_size + max(len(chunk) - 1, 0),
+        "uri": uri(page, query.get("PageToken")),
+        "first_page_uri": uri(0, None),
+        "next_page_uri": uri(page + 1, "PA" + chunk[-1]["sid"]) if more_after else None,
+        "previous_page_uri": (
+            uri(max(page - 1, 0), f"PB{first_sid}" if first_sid else None) if start else None
+        ),
+    }
+
+
+def _integer(query: Mapping[str, str], key: str, default: int, low: int, high: int | None) -> int:
+    text = query.get(key)
+    if text is None:
+        return default
+    try:
+        value = int(text)
+    except ValueError:
+        value = None
+    if value is None or value < low or (high is not None and value > high):
+        limit = f"from {low} to {high}" if high is not None else f"of at least {low}"
+        raise ApiError(400, 20001, f"Invalid parameter {key}: must be an integer {limit}")
+    return value
+
+
+def _matching(
+    holdings: Holdings, query: Mapping[str, str]
+) -> tuple[list[Resource], list[int] | None]:
+    """The resources the filters keep, and their positions in the account (``None``: all)."""
+    pattern = _phone_pattern(query.get("PhoneNumber"))
+    name = query.get("FriendlyName")
+    origin = query.get("Origin")
+    if pattern is None and name is None and origin is None:
+        return holdings.resources, None
+    if pattern is not None and _FULL_NUMBER.fullmatch(pattern) and len(pattern) >= holdings.longest:
+        # A number holding "+digits" starts with them: none held is longer, so exact is all.
+        candidates = holdings.with_number(pattern)
+        regex = None
+    else:
+        candidates = holdings.resources
+        regex = _compile(pattern) if pattern is not None else None
+    kept = [
+        resource
+        for resource in candidates
+        if (regex is None or regex.search(resource["phone_number"]))
+        and (name is None or resource["friendly_name"] == name)
+        and (origin is None or resource["origin"] == origin)
+    ]
+    positions = [_position(holdings, resource) for resource in kept]
+    return kept, positions
+
+
+def _position(holdings: Holdings, resource: Resource) -> int:
+    position = holdings.position(resource["sid"])
+    if position is None:  # every held resource has one
+        raise RuntimeError(f"{resource['sid']} is not indexed")
+    return position
+
+
+def _phone_pattern(value: str | None) -> str | None:
+    if value is None or not value.strip():
+        return None
+    # An unencoded "+" in a query string arrives as a space.
+    if value.startswith(" "):
+        value = "+" + value.lstrip()
+    pattern = value.translate(_FORMATTING)
+    if not _PATTERN.fullmatch(pattern):
+        raise ApiError(
+            400, 20001, f"Invalid parameter PhoneNumber: {shown(value)} is not a (partial) number"
+        )
+    return pattern
+
+
+@functools.lru_cache(maxsize=256)
+def _compile(pattern: str) -> re.Pattern[str]:
+    return re.compile("".join(r"\+" if c == "+" else "[0-9]" if c == "*" else c for c in pattern))
+
+
+def _slice(
+    holdings: Holdings,
+    items: list[Resource],
+    positions: list[int] | None,
+    *,
+    token: str | None,
+    page: int,
+    page_size: int,
+) -> tuple[int, list[Resource]]:
+    """Where the page starts in ``items``, and its resources."""
+    if token is None:
+        start = page * page_size
+        return start, items[start : start + page_size]
+    anchor = holdings.position(token[2:]) if token[:2] in ("PA", "PB") else None
+    if anchor is None:
+        raise ApiError(400, 20001, f"Invalid parameter PageToken: {shown(token)}")
+    if token.startswith("PA"):
+        start = anchor + 1 if positions is None else bisect.bisect_right(positions, anchor)
+        return start, items[start : start + page_size]
+    end = anchor if positions is None else bisect.bisect_left(positions, anchor)
+    start = max(end - page_size, 0)
+    return start, items[start:end]
