@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import contextlib
 import logging
 import platform
 from datetime import UTC, datetime
@@ -382,6 +383,28 @@ async def test_a_session_passed_in_is_used_and_left_open(twilio: MockTwilio) -> 
             await client.create_incoming_phone_number(area_code="500")
         assert not session.closed
     assert len(twilio.sent("POST", NUMBERS_URL)) == 1
+
+
+async def test_a_shared_in_flight_cap_is_used_as_given(twilio: MockTwilio) -> None:
+    entered = 0
+
+    class Slots:
+        async def __aenter__(self) -> None:
+            nonlocal entered
+            entered += 1
+
+        async def __aexit__(self, *exc: object) -> None:
+            pass
+
+    twilio.post(NUMBERS_URL, status=201, payload=resource(), repeat=True)
+    slots: Any = Slots()
+    assert isinstance(slots, contextlib.AbstractAsyncContextManager)
+    async with TwilioNumbersClient(
+        ACCOUNT_SID, AUTH_TOKEN, max_concurrency=slots, rate_limit=None
+    ) as client:
+        await client.create_incoming_phone_number(area_code="500")
+        await client.create_incoming_phone_number(area_code="500")
+    assert entered == 2
 
 
 async def test_the_client_closes_the_session_it_made(twilio: MockTwilio) -> None:

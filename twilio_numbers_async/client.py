@@ -14,6 +14,7 @@ import functools
 import os
 import platform
 from collections.abc import AsyncIterable, AsyncIterator, Iterable, Mapping
+from contextlib import AbstractAsyncContextManager
 from datetime import UTC, datetime
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Final, Literal, Self
@@ -64,6 +65,8 @@ __all__ = ["TwilioNumbersClient"]
 _DEFAULT_HOST: Final = "https://api.twilio.com"
 _API_VERSION: Final = "2010-04-01"
 _PAGE_SIZE: Final = 50
+# Connections kept when the in-flight cap is shared and its size is not known here.
+_DEFAULT_POOL: Final = 100
 # Failures that happen while connecting, before any byte of the request is written: the
 # request certainly never reached Twilio, so it is safe to send again.
 _NOT_SENT: Final = (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError)
@@ -106,7 +109,9 @@ class TwilioNumbersClient:
     a failure to connect is known not to have reached Twilio. ``rate_limit`` is a
     :class:`~twilio_numbers_async.ratelimit.Limiter` (a :class:`TokenBucket`, or a shared one),
     a rate in requests per second, or ``None`` for none; every attempt takes a token.
-    ``max_concurrency`` caps requests in flight. ``on_retry`` is called before each retry's wait.
+    ``max_concurrency`` caps requests in flight: a number, or any async context manager that
+    holds a slot while it is entered (a shared one, such as the Redis limiter's, caps several
+    processes together). ``on_retry`` is called before each retry's wait.
     ``session`` is an ``aiohttp.ClientSession`` to use (and not close) instead of the client's own.
     """
 
@@ -123,7 +128,7 @@ class TwilioNumbersClient:
         timeout: float = 30.0,
         retry: RetryPolicy | None = None,
         rate_limit: Limiter | float | None = 25.0,
-        max_concurrency: int = 25,
+        max_concurrency: int | AbstractAsyncContextManager[object] = 25,
         session: aiohttp.ClientSession | None = None,
         on_retry: RetryHook | None = None,
     ) -> None:
@@ -133,14 +138,18 @@ class TwilioNumbersClient:
         self._base_url = _resolve_base_url(base_url, edge, region)
         if not timeout > 0:
             raise ValueError(f"timeout must be a positive number of seconds, not {timeout!r}")
-        check_count("max_concurrency", max_concurrency)
         self._timeout = aiohttp.ClientTimeout(total=timeout, sock_connect=min(timeout / 2, 10.0))
         self._limiter: Limiter | None = (
             TokenBucket(rate_limit) if isinstance(rate_limit, int | float) else rate_limit
         )
         self._retrier = Retrier(retry or RetryPolicy(), self._limiter, on_retry)
-        self._max_concurrency = max_concurrency
-        self._in_flight = asyncio.Semaphore(max_concurrency)
+        self._in_flight: AbstractAsyncContextManager[object]
+        if isinstance(max_concurrency, AbstractAsyncContextManager):
+            self._in_flight = max_concurrency
+            self._pool_size = _DEFAULT_POOL
+        else:
+            self._pool_size = check_count("max_concurrency", max_concurrency)
+            self._in_flight = asyncio.Semaphore(self._pool_size)
         token = base64.b64encode(f"{username}:{password}".encode()).decode("ascii")
         common = {
             "Authorization": f"Basic {token}",
@@ -508,7 +517,7 @@ class TwilioNumbersClient:
         # Created here, inside the running loop, never at construction: a client may be built
         # at import time, before any loop exists.
         self._session = aiohttp.ClientSession(
-            connector=aiohttp.TCPConnector(limit=self._max_concurrency),
+            connector=aiohttp.TCPConnector(limit=self._pool_size),
         )
         return self._session
 
