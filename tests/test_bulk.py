@@ -271,6 +271,23 @@ async def test_an_interrupted_number_not_on_the_account_is_bought(
     assert kinds == ["intent", "outcome"]
 
 
+async def test_an_interrupted_purchase_that_lands_late_is_still_ours(
+    client: TwilioNumbersClient, twilio: MockTwilio, tmp_path: Path
+) -> None:
+    # The killed run's POST was still on its way: the look-up misses it, it commits, and the
+    # resumed POST is refused as "not available". It is ours all the same.
+    journal = tmp_path / "buy.jsonl"
+    request = NumberPurchase(phone_number="+15005550006")
+    await write_intent(journal, client, request)
+    twilio.get(FIND.format("5005550006"), payload=page())
+    twilio.post(NUMBERS_URL, status=400, payload=twilio_error(21422))
+    twilio.get(FIND.format("5005550006"), payload=page(resource()))
+    (outcome,) = await collect(client.purchase_many([request], journal=journal))
+    assert outcome.status is OutcomeStatus.BOUGHT
+    assert outcome.reconciled
+    assert outcome.attempts == 1
+
+
 async def test_an_interrupted_area_code_is_reported_unknown_without_io(
     client: TwilioNumbersClient, twilio: MockTwilio, tmp_path: Path
 ) -> None:

@@ -156,14 +156,20 @@ async def purchase_safely(
     find: Callable[[str], Awaitable[IncomingPhoneNumber | None]],
     retrier: Retrier,
     stats: PurchaseStats,
+    in_doubt: BaseException | None = None,
 ) -> IncomingPhoneNumber:
     """Buy ``request`` with ``post()``, reconciling through ``find(phone_number)``.
 
     Returns the number bought; raises what Twilio or the network said once retrying can't help,
     or :class:`PurchaseOutcomeUnknownError` when the purchase may have happened and could not be
     checked. ``stats`` is updated as the purchase proceeds.
+
+    ``in_doubt`` says an earlier attempt (a run that died, say) may already have bought it, and
+    why: the purchase then starts as if its last attempt's outcome were unknown.
     """
     run = _PurchaseRun(request, account_sid, post, find, stats)
+    if in_doubt is not None:
+        run.doubt(in_doubt)
     return await retrier.run(
         "purchase", run.attempt, decide=run.decide, give_up=run.give_up, stats=stats
     )
@@ -176,8 +182,8 @@ class _PurchaseRun:
     post: Callable[[], Awaitable[IncomingPhoneNumber]]
     find: Callable[[str], Awaitable[IncomingPhoneNumber | None]]
     stats: PurchaseStats
-    #: The failure of the latest attempt whose outcome is unknown; a look-up precedes any POST.
-    uncertain: TwilioNumbersError | None = None
+    #: Why the latest attempt's outcome is unknown; while set, a look-up precedes any POST.
+    uncertain: BaseException | None = None
 
     async def attempt(self) -> IncomingPhoneNumber:
         if self.uncertain is not None and (found := await self.reconcile()) is not None:
@@ -198,14 +204,18 @@ class _PurchaseRun:
         if kind is FailureKind.REJECTED:
             raise error
         if kind is FailureKind.UNKNOWN:
-            if self.request.phone_number is None:
-                # An area-code purchase leaves nothing to look up: another POST could buy a
-                # second number.
-                raise PurchaseOutcomeUnknownError(
-                    self.request, error, account_sid=self.account_sid
-                ) from error
-            self.uncertain = error
+            self.doubt(error)
         return Retryable(error, kind)
+
+    def doubt(self, cause: BaseException) -> None:
+        """Note that the purchase may have happened, because of ``cause``."""
+        if self.request.phone_number is None:
+            # An area-code purchase leaves nothing to look up: another POST could buy a second
+            # number.
+            raise PurchaseOutcomeUnknownError(
+                self.request, cause, account_sid=self.account_sid
+            ) from cause
+        self.uncertain = cause
 
     async def give_up(self, last: Retryable) -> IncomingPhoneNumber:
         # Out of attempts, but an attempt of unknown outcome may still have bought it.

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import enum
-import logging
 import os
 from collections.abc import AsyncGenerator, AsyncIterable, AsyncIterator, Iterable
 from typing import Any, Protocol
@@ -34,8 +33,6 @@ from .errors import (
 from .models import IncomingPhoneNumber, MobileNumberPurchase, NumberPurchase, PurchaseRequest
 
 __all__ = ["BulkProgress", "Buyer", "OutcomeStatus", "PurchaseOutcome", "purchase_many"]
-
-logger = logging.getLogger("twilio_numbers_async")
 
 
 class OutcomeStatus(enum.StrEnum):
@@ -122,12 +119,13 @@ class Buyer(Protocol):
     def account_sid(self) -> str: ...
 
     async def purchase_tracked(
-        self, request: PurchaseRequest, stats: PurchaseStats, *, account_sid: str | None = None
+        self,
+        request: PurchaseRequest,
+        stats: PurchaseStats,
+        *,
+        account_sid: str | None = None,
+        in_doubt: BaseException | None = None,
     ) -> IncomingPhoneNumber: ...
-
-    async def find_incoming_phone_number(
-        self, phone_number: str, *, account_sid: str | None = None
-    ) -> IncomingPhoneNumber | None: ...
 
 
 async def purchase_many(
@@ -241,10 +239,15 @@ class _Job:
         return outcome
 
     async def _settle(self, stats: PurchaseStats) -> IncomingPhoneNumber:
+        in_doubt: BaseException | None = None
         if self.journal is not None and self.key is not None:
             if self.journal.state(self.key) == "in_flight":
-                if (found := await self._reconcile_interrupted(stats)) is not None:
-                    return found
+                # An earlier run died with this request in flight: its POST may have bought the
+                # number, and may even still be on its way to Twilio.
+                in_doubt = RuntimeError(
+                    "an earlier run stopped while this purchase was in flight (its journal has "
+                    "the intent but no outcome)"
+                )
             else:
                 await self.journal.record_intent(
                     self.key,
@@ -253,30 +256,9 @@ class _Job:
                     endpoint=self.request.endpoint,
                     form=self.form,
                 )
-        return await self.buyer.purchase_tracked(self.request, stats, account_sid=self.account_sid)
-
-    async def _reconcile_interrupted(self, stats: PurchaseStats) -> IncomingPhoneNumber | None:
-        """An earlier run died with this request in flight: find out before sending again."""
-        interrupted = RuntimeError(
-            "an earlier run stopped while this purchase was in flight (its journal has the "
-            "intent but no outcome)"
+        return await self.buyer.purchase_tracked(
+            self.request, stats, account_sid=self.account_sid, in_doubt=in_doubt
         )
-        if self.request.phone_number is None:
-            raise PurchaseOutcomeUnknownError(
-                self.request, interrupted, account_sid=self.account_sid
-            )
-        try:
-            found = await self.buyer.find_incoming_phone_number(
-                self.request.phone_number, account_sid=self.account_sid
-            )
-        except TwilioNumbersError as exc:
-            raise PurchaseOutcomeUnknownError(
-                self.request, interrupted, account_sid=self.account_sid
-            ) from exc
-        if found is not None:
-            stats.reconciled = True
-            logger.info("journal: %s was bought by an earlier run", self.request.phone_number)
-        return found
 
     def _outcome(
         self,

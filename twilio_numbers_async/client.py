@@ -227,8 +227,14 @@ class TwilioNumbersClient:
         stats: PurchaseStats,
         *,
         account_sid: str | None = None,
+        in_doubt: BaseException | None = None,
     ) -> IncomingPhoneNumber:
-        """:meth:`purchase`, recording attempts, reconciliation and 429s in ``stats``."""
+        """:meth:`purchase`, recording attempts, reconciliation and 429s in ``stats``.
+
+        ``in_doubt`` says why an earlier attempt, outside this call, may already have bought
+        the number (a run that died with it in flight): a given number is then looked up before
+        anything is sent, and an area code is reported as :class:`PurchaseOutcomeUnknownError`.
+        """
         if not isinstance(request, NumberPurchase | MobileNumberPurchase):
             raise TypeError(
                 f"purchase() takes a NumberPurchase or MobileNumberPurchase, "
@@ -254,6 +260,7 @@ class TwilioNumbersClient:
             find=find,
             retrier=self._retrier,
             stats=stats,
+            in_doubt=in_doubt,
         )
 
     async def create_incoming_phone_number(
