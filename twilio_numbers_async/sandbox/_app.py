@@ -176,6 +176,11 @@ class SandboxApp:
             # Never sent: writing to the closed transport fails, and aiohttp takes that
             # quietly as a client gone away (no traceback, no log line).
             return web.Response(status=204)
+        except ConnectionResetError:
+            # The client hung up before its request was read (it gave up, or was cancelled):
+            # nothing was processed, and that is no server error worth a traceback.
+            exchange.status = None
+            return web.Response(status=204)
 
     def _authorize(self, request: web.Request) -> str:
         if not self.accounts.authenticate(request.headers.get("Authorization")):

@@ -1,0 +1,230 @@
+"""Every fault Twilio and the network can produce, against a real server on loopback.
+
+Each scenario scripts the sandbox's answer to the next POST, then checks what the caller got,
+how many POSTs the server saw, and what it sold: no fault may end with a number bought twice,
+or bought without the caller knowing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+
+from twilio_numbers_async import (
+    MobileNumberPurchase,
+    NumberPurchase,
+    PurchaseOutcomeUnknownError,
+    PurchaseStats,
+    RateLimitedError,
+    RetryEvent,
+    TokenBucket,
+    TransportError,
+    TwilioApiError,
+    TwilioNumbersClient,
+)
+from twilio_numbers_async.sandbox import Fault, Sandbox
+
+from .conftest import FakeTime
+
+GIVEN = NumberPurchase(phone_number="+14155550123")
+MOBILE = MobileNumberPurchase(phone_number="+447700900123")
+AREA = NumberPurchase(area_code="415")
+
+
+@pytest.fixture
+async def sandbox() -> AsyncIterator[Sandbox]:
+    async with Sandbox(seed=7) as sandbox:
+        yield sandbox
+
+
+def client_for(sandbox: Sandbox, fake_time: FakeTime, **kwargs: Any) -> TwilioNumbersClient:
+    kwargs.setdefault("rate_limit", None)
+    kwargs.setdefault("retry", fake_time.policy(random=lambda: 0.5))
+    return sandbox.client(**kwargs)
+
+
+def posts(sandbox: Sandbox) -> int:
+    return sum(1 for record in sandbox.requests if record.method == "POST")
+
+
+def sold(sandbox: Sandbox) -> list[str]:
+    return [purchase.phone_number for purchase in sandbox.purchases]
+
+
+async def buy(client: TwilioNumbersClient, request: Any) -> tuple[Any, PurchaseStats]:
+    stats = PurchaseStats()
+    async with client:
+        return await client.purchase_tracked(request, stats), stats
+
+
+# --- not processed: retried -------------------------------------------------------------------
+
+
+async def test_429_with_retry_after(sandbox: Sandbox, fake_time: FakeTime) -> None:
+    sandbox.script(Fault.rate_limited(retry_after=2))
+    number, stats = await buy(client_for(sandbox, fake_time), GIVEN)
+    assert number.phone_number == GIVEN.phone_number
+    assert fake_time.sleeps == [2.0]
+    assert (posts(sandbox), sold(sandbox), stats.rate_limited) == (2, [GIVEN.phone_number], 1)
+
+
+async def test_429_without_retry_after(sandbox: Sandbox, fake_time: FakeTime) -> None:
+    sandbox.script(Fault.rate_limited(), Fault.rate_limited())
+    number, _ = await buy(client_for(sandbox, fake_time), AREA)
+    assert number.phone_number is not None
+    assert fake_time.sleeps == [0.25, 0.5]
+    assert posts(sandbox) == 3
+    assert len(sold(sandbox)) == 1
+
+
+async def test_429s_past_the_budget(sandbox: Sandbox, fake_time: FakeTime) -> None:
+    sandbox.script(*[Fault.rate_limited(retry_after=1)] * 5)
+    with pytest.raises(RateLimitedError) as caught:
+        await buy(client_for(sandbox, fake_time), AREA)
+    assert caught.value.retry_after == 1.0
+    assert (posts(sandbox), sold(sandbox)) == (5, [])
+
+
+async def test_connection_refused_is_retried_then_reported(fake_time: FakeTime) -> None:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    # Nothing listens on `port` now: every connect is refused.
+    client = TwilioNumbersClient(
+        "AC" + "0" * 32,
+        "token",
+        base_url=f"http://127.0.0.1:{port}",
+        rate_limit=None,
+        retry=fake_time.policy(max_attempts=3),
+    )
+    with pytest.raises(TransportError) as caught:
+        await buy(client, AREA)
+    assert caught.value.sent is False
+    assert len(fake_time.sleeps) == 2, "refused connections are safe to retry"
+
+
+# --- unknown: a given number is reconciled ----------------------------------------------------
+
+
+async def test_5xx_before_the_purchase(sandbox: Sandbox, fake_time: FakeTime) -> None:
+    sandbox.script(Fault.server_error(503))
+    number, stats = await buy(client_for(sandbox, fake_time), GIVEN)
+    assert number.phone_number == GIVEN.phone_number
+    assert not stats.reconciled, "the look-up found nothing, so it was bought by the retry"
+    assert (posts(sandbox), sold(sandbox)) == (2, [GIVEN.phone_number])
+
+
+@pytest.mark.parametrize("fault", [Fault.error_after_commit(500), Fault.drop_after_commit()])
+async def test_purchase_committed_then_the_answer_lost(
+    sandbox: Sandbox, fake_time: FakeTime, fault: Fault
+) -> None:
+    sandbox.script(fault)
+    number, stats = await buy(client_for(sandbox, fake_time), GIVEN)
+    assert stats.reconciled
+    assert (posts(sandbox), sold(sandbox)) == (1, [GIVEN.phone_number])
+    assert number.sid == sandbox.purchases[0].sid
+
+
+async def test_a_mobile_purchase_is_reconciled_too(sandbox: Sandbox, fake_time: FakeTime) -> None:
+    sandbox.script(Fault.drop_after_commit())
+    number, stats = await buy(client_for(sandbox, fake_time), MOBILE)
+    assert stats.reconciled
+    assert number.phone_number == MOBILE.phone_number
+    assert (posts(sandbox), sold(sandbox)) == (1, [MOBILE.phone_number])
+
+
+async def test_connection_dropped_before_the_purchase(
+    sandbox: Sandbox, fake_time: FakeTime
+) -> None:
+    sandbox.script(Fault.drop_before_commit())
+    _, stats = await buy(client_for(sandbox, fake_time), GIVEN)
+    assert (stats.attempts, stats.reconciled) == (2, False)
+    assert (posts(sandbox), sold(sandbox)) == (2, [GIVEN.phone_number])
+
+
+async def test_a_response_slower_than_the_timeout(sandbox: Sandbox, fake_time: FakeTime) -> None:
+    sandbox.script(Fault.slow_after_commit(5))
+    number, stats = await buy(client_for(sandbox, fake_time, timeout=0.2), GIVEN)
+    assert stats.reconciled
+    assert number.sid == sandbox.purchases[0].sid
+    assert (posts(sandbox), sold(sandbox)) == (1, [GIVEN.phone_number])
+
+
+async def test_faults_in_a_row_still_buy_once(sandbox: Sandbox, fake_time: FakeTime) -> None:
+    sandbox.script(
+        Fault.rate_limited(),
+        Fault.drop_before_commit(),
+        Fault.server_error(502),
+        Fault.error_after_commit(504),
+    )
+    number, stats = await buy(client_for(sandbox, fake_time), GIVEN)
+    assert stats.reconciled
+    assert number.phone_number == GIVEN.phone_number
+    assert (posts(sandbox), sold(sandbox)) == (4, [GIVEN.phone_number])
+
+
+# --- unknown: an area code is never repeated --------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("fault", "bought"),
+    [
+        (Fault.server_error(500), 0),
+        (Fault.drop_before_commit(), 0),
+        (Fault.error_after_commit(502), 1),
+        (Fault.drop_after_commit(), 1),
+        (Fault.slow_after_commit(5), 1),
+    ],
+)
+async def test_an_area_code_purchase_of_unknown_outcome_is_reported_not_repeated(
+    sandbox: Sandbox, fake_time: FakeTime, fault: Fault, bought: int
+) -> None:
+    sandbox.script(fault)
+    with pytest.raises(PurchaseOutcomeUnknownError) as caught:
+        await buy(client_for(sandbox, fake_time, timeout=0.2), AREA)
+    assert caught.value.request == AREA
+    assert posts(sandbox) == 1
+    assert len(sold(sandbox)) == bought, "what was sold is exactly what the caller calls unknown"
+
+
+# --- rejected ---------------------------------------------------------------------------------
+
+
+async def test_an_unavailable_number_is_rejected_at_once(
+    sandbox: Sandbox, fake_time: FakeTime
+) -> None:
+    with pytest.raises(TwilioApiError) as caught:
+        await buy(client_for(sandbox, fake_time), NumberPurchase(phone_number="+15005550000"))
+    assert caught.value.code == 21422
+    assert caught.value.request_id is not None
+    assert (posts(sandbox), sold(sandbox), fake_time.sleeps) == (1, [], [])
+
+
+# --- the shared limiter -----------------------------------------------------------------------
+
+
+async def test_a_429_holds_every_coroutine_of_the_client(sandbox: Sandbox) -> None:
+    """After one purchase is told to wait, another one started meanwhile waits too."""
+    retry_after = 0.3
+    refused = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    refused_at = 0.0
+
+    def on_retry(event: RetryEvent) -> None:
+        nonlocal refused_at
+        refused_at = loop.time()
+        refused.set()
+
+    sandbox.script(Fault.rate_limited(retry_after=retry_after))
+    async with sandbox.client(rate_limit=TokenBucket(100), on_retry=on_retry) as client:
+        first = asyncio.create_task(client.purchase(GIVEN))
+        await refused.wait()
+        second = asyncio.create_task(client.purchase(AREA))
+        await asyncio.gather(first, second)
+    later = [r.started_at for r in sandbox.requests if r.method == "POST"][1:]
+    assert len(later) == 2
+    assert min(later) >= refused_at + retry_after - 0.01, "nobody went before the pause ended"
