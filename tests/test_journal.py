@@ -113,6 +113,17 @@ async def test_corruption_before_the_end_is_refused(tmp_path: Path) -> None:
         Journal.open(path)
 
 
+async def test_two_runs_can_not_share_a_journal(tmp_path: Path) -> None:
+    first = Journal.open(tmp_path / "j.jsonl")
+    try:
+        with pytest.raises(JournalError, match="in use by another run"):
+            Journal.open(tmp_path / "j.jsonl")
+    finally:
+        await first.close()
+    second = Journal.open(tmp_path / "j.jsonl")  # free again once the first is closed
+    await second.close()
+
+
 def test_a_file_that_is_not_a_journal_is_refused(tmp_path: Path) -> None:
     path = tmp_path / "numbers.csv"
     path.write_text("phone_number\n+15005550006\n")

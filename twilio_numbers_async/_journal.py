@@ -24,11 +24,15 @@ import hashlib
 import json
 import logging
 import os
+import sys
 from collections import Counter
 from pathlib import Path
 from typing import IO, Any, Final, Literal
 
 import attrs
+
+if sys.platform != "win32":
+    import fcntl
 
 from .errors import (
     AuthenticationError,
@@ -85,6 +89,7 @@ class Journal:
         path = Path(path)
         file = path.open("a+b")
         try:
+            _lock(file, path)
             entries, good_end, torn = _read_index(file, path)
             if torn:
                 # Only the last line can be torn: the process died while writing it, so the
@@ -180,6 +185,20 @@ class Journal:
             self._synced = max(self._synced, generation)
         finally:
             self._sync = None
+
+
+def _lock(file: IO[bytes], path: Path) -> None:
+    """Hold an exclusive lock on the journal while it is open: two runs appending to one
+    journal would each think the other's requests are new, and buy them again."""
+    if sys.platform == "win32":  # pragma: no cover - no fcntl; the lock is advisory anyway
+        return
+    try:
+        fcntl.flock(file.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        raise JournalError(
+            f"{path} is in use by another run; wait for it to finish (or stop it) before "
+            "running again with the same journal"
+        ) from None
 
 
 def _read_index(file: IO[bytes], path: Path) -> tuple[dict[str, _Entry], int, int]:
