@@ -304,3 +304,41 @@ async def test_an_interrupted_area_code_is_reported_unknown_without_io(
     assert again.from_journal
     assert again.status is OutcomeStatus.UNKNOWN
     assert twilio.requests == {}
+
+
+async def test_a_rerun_resends_only_what_twilio_never_processed(
+    client: TwilioNumbersClient, twilio: MockTwilio, tmp_path: Path
+) -> None:
+    journal = tmp_path / "buy.jsonl"
+    requests = [NumberPurchase(area_code="212"), NumberPurchase(area_code="533")]
+    twilio.post(NUMBERS_URL, status=401, payload=twilio_error(20003, 401, "Authenticate"))
+    twilio.post(NUMBERS_URL, status=400, payload=twilio_error(21452))
+    first = by_index(await collect(client.purchase_many(requests, concurrency=1, journal=journal)))
+    assert [o.status for o in first] == [OutcomeStatus.FAILED, OutcomeStatus.FAILED]
+
+    # The credentials are fixed: the 401'd request is bought; the refused one stays refused.
+    twilio.post(NUMBERS_URL, status=201, payload=resource(phone_number="+12125550100"))
+    second = by_index(await collect(client.purchase_many(requests, concurrency=1, journal=journal)))
+    assert [(o.status, o.from_journal) for o in second] == [
+        (OutcomeStatus.BOUGHT, False),
+        (OutcomeStatus.FAILED, True),
+    ]
+    assert len(twilio.sent("POST", NUMBERS_URL)) == 3
+
+    third = by_index(await collect(client.purchase_many(requests, journal=journal)))
+    assert all(o.from_journal for o in third)
+    assert len(twilio.sent("POST", NUMBERS_URL)) == 3
+
+
+async def test_a_bad_account_is_refused_before_the_journal_is_touched(
+    client: TwilioNumbersClient, twilio: MockTwilio, tmp_path: Path
+) -> None:
+    journal = tmp_path / "buy.jsonl"
+    with pytest.raises(ValueError, match="account_sid"):
+        await collect(
+            client.purchase_many(
+                [NumberPurchase(area_code="415")], journal=journal, account_sid="AC-nope"
+            )
+        )
+    assert not journal.exists()
+    assert twilio.requests == {}

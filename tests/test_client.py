@@ -471,3 +471,9 @@ def test_methods_take_every_field_of_their_request() -> None:
 
 def test_http_method_values() -> None:
     assert [m.value for m in HttpMethod] == ["GET", "POST"]
+
+
+def test_an_error_without_context_has_no_empty_brackets() -> None:
+    assert str(TwilioApiError(status=400, code=21452, message="none left")).endswith(
+        "try a nearby one)"
+    )

@@ -10,7 +10,9 @@ Two kinds of record, one per line::
 An intent is on disk before a request's first POST; an outcome is on disk before the caller
 sees it. So after a crash, a key with an outcome is done (whatever the outcome, "unknown"
 included: it is never sent again), and a key with only an intent was in flight and must be
-reconciled, not repeated.
+reconciled, not repeated. The one exception is an outcome marked ``"resend": true``: a failure
+Twilio certainly never processed (bad credentials, a 429 or a refused connection that outlasted
+the retries, a given number looked up and not found), which a later run may simply try again.
 
 A request's key is a hash of its account, endpoint and form, plus how many identical requests came
 before it in the input: two identical ``area_code`` requests are two purchases, and reordering
@@ -149,10 +151,11 @@ class Journal:
         )
 
     async def record_outcome(self, key: str, record: dict[str, Any]) -> None:
-        """Record, durably, how ``key`` ended; ``record`` holds status, number, error..."""
+        """Record, durably, how ``key`` ended; ``record`` holds status, number, error... and
+        ``resend``, true when a later run may send the request again."""
         offset = self._file.seek(0, os.SEEK_END)
         await self._append({"kind": "outcome", "key": key, **record})
-        self._entries.setdefault(key, _Entry()).outcome_at = offset
+        _settle(self._entries, key, record, offset)
 
     async def close(self) -> None:
         """Wait for any pending ``fsync`` and close the file. Idempotent."""
@@ -185,6 +188,15 @@ class Journal:
             self._synced = max(self._synced, generation)
         finally:
             self._sync = None
+
+
+def _settle(entries: dict[str, _Entry], key: str, record: dict[str, Any], offset: int) -> None:
+    """Index an outcome record found at ``offset``."""
+    if record.get("resend"):
+        # Never processed by Twilio: for the next run, as if it had never been tried.
+        entries.pop(key, None)
+    else:
+        entries.setdefault(key, _Entry()).outcome_at = offset
 
 
 def _lock(file: IO[bytes], path: Path) -> None:
@@ -221,9 +233,9 @@ def _read_index(file: IO[bytes], path: Path) -> tuple[dict[str, _Entry], int, in
                 f"{path}:{line_number} is not a journal record ({exc}); the journal is corrupt "
                 "before its end, so it can't be trusted to say what was bought"
             ) from exc
-        entry = entries.setdefault(key, _Entry())
+        entries.setdefault(key, _Entry())
         if kind == "outcome":
-            entry.outcome_at = offset
+            _settle(entries, key, record, offset)
         offset += len(raw)
     return entries, offset, 0
 

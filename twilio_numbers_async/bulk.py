@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import enum
 import os
-from collections.abc import AsyncGenerator, AsyncIterable, AsyncIterator, Iterable
+from collections.abc import AsyncGenerator, AsyncIterable, Iterable
 from typing import Any, Protocol
 
 import attrs
@@ -24,13 +24,15 @@ import attrs
 from ._journal import Journal, error_from_json, error_to_json
 from ._purchase import PurchaseStats
 from ._serde import encode_form, number_from_json, number_to_json
-from ._sids import check_count
+from ._sids import check_count, check_sid
 from .errors import (
+    AuthenticationError,
     PurchaseOutcomeUnknownError,
     ResponseParseError,
     TwilioNumbersError,
 )
 from .models import IncomingPhoneNumber, MobileNumberPurchase, NumberPurchase, PurchaseRequest
+from .retry import FailureKind, classify
 
 __all__ = ["BulkProgress", "Buyer", "OutcomeStatus", "PurchaseOutcome", "purchase_many"]
 
@@ -136,21 +138,27 @@ async def purchase_many(
     journal: str | os.PathLike[str] | None = None,
     account_sid: str | None = None,
     progress: BulkProgress | None = None,
-) -> AsyncIterator[PurchaseOutcome]:
+) -> AsyncGenerator[PurchaseOutcome, None]:
     """Buy every request, yielding one :class:`PurchaseOutcome` each, in completion order.
 
     At most ``concurrency`` purchases run at once (the client's own ``max_concurrency`` and
     limiter still apply). An error of one request is its outcome's ``error``; it never stops the
     others. ``journal`` is a path for a crash-safe record (see the module's docstring); running
     again with the same journal and input yields what is done with ``from_journal=True`` and
-    sends nothing for it. ``progress``, if given, is updated as outcomes are yielded.
+    sends nothing for it, with one exception: a failure Twilio certainly never processed (bad
+    credentials, 429s or refused connections that outlasted the retries, a given number looked
+    up and not found) is tried again. ``progress``, if given, is updated as outcomes are
+    yielded.
 
     Close the generator early (``aclose()``, or ``break`` inside ``async with
     contextlib.aclosing(...)``) or cancel its task to stop: purchases in flight are cancelled
     and awaited before it returns, and the journal stays consistent.
     """
     check_count("concurrency", concurrency)
-    account = account_sid or buyer.account_sid
+    # Checked before the journal opens: a bad SID would otherwise fail, and record, every request.
+    account = (
+        buyer.account_sid if account_sid is None else check_sid("account_sid", account_sid, "AC")
+    )
     counters = progress if progress is not None else BulkProgress()
     # Reading a long journal is file I/O: keep it off the event loop.
     book = await asyncio.to_thread(Journal.open, journal) if journal is not None else None
@@ -283,9 +291,21 @@ def _outcome_record(outcome: PurchaseOutcome) -> dict[str, Any]:
         "status": outcome.status.value,
         "attempts": outcome.attempts,
         "reconciled": outcome.reconciled,
+        "resend": _safe_to_resend(outcome),
         "number": number_to_json(outcome.number) if outcome.number is not None else None,
         "error": error_to_json(outcome.error) if outcome.error is not None else None,
     }
+
+
+def _safe_to_resend(outcome: PurchaseOutcome) -> bool:
+    """Whether a later run may send this request again: it failed, and Twilio certainly never
+    processed it (bad credentials, 429s or refused connections that outlasted the retries, or a
+    given number that was looked up afterwards and not found). Refusals such as 21422 are final:
+    sending them again would only be refused again."""
+    error = outcome.error
+    if outcome.status is not OutcomeStatus.FAILED or error is None:
+        return False
+    return isinstance(error, AuthenticationError) or classify(error) is not FailureKind.REJECTED
 
 
 def _checked(request: object, index: int) -> PurchaseRequest:

@@ -113,7 +113,8 @@ class TwilioApiError(TwilioNumbersError):
             context.append(f"request id {self.request_id}")
         if self.more_info:
             context.append(self.more_info)
-        return f"{text} [{'; '.join(c for c in context if c)}]"
+        context = [part for part in context if part]
+        return f"{text} [{'; '.join(context)}]" if context else text
 
 
 class AuthenticationError(TwilioApiError):
