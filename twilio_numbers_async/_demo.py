@@ -1,0 +1,281 @@
+"""The demo: a bulk purchase against an in-process sandbox with faults on, and its audit.
+
+Every request carries a unique ``friendly_name`` tag (``demo-000123``); the sandbox echoes it into
+each number it sells and keeps a record of every sale, so the audit can hold the client's
+outcomes against what was really bought, tag by tag:
+
+- a tag sold more than once is a **double purchase** (the one thing this library exists to
+  prevent);
+- a sale whose tag's outcome says "failed" is an **untracked purchase**: money spent that the
+  caller believes was not;
+- a "bought" outcome whose number the sandbox never sold for that tag is a **phantom purchase**.
+
+An outcome "unknown" makes no claim either way, so a sale behind it is fine: that is what
+"unknown" tells the operator to go and check.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections import Counter, defaultdict
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any, Final
+
+import attrs
+
+from ._tally import Tally
+from .bulk import BulkProgress, OutcomeStatus, PurchaseOutcome
+from .errors import ResponseParseError
+from .models import MobileNumberPurchase, NumberPurchase, PurchaseRequest
+from .retry import RetryPolicy
+from .sandbox import Faults, PurchaseRecord, Sandbox
+
+__all__ = [
+    "AREA_CODES",
+    "MAX_COUNT",
+    "Audit",
+    "Claim",
+    "DemoReport",
+    "DemoSettings",
+    "audit",
+    "demo_requests",
+    "run_demo",
+    "tag",
+]
+
+#: The area codes the demo buys "any number in". Not 500: the sandbox (like Twilio's test
+#: credentials) answers it with +15005550006, a number it sells any number of times.
+AREA_CODES: Final = ("415", "212", "312")
+#: The largest demo: the mobile numbers and tags run out of digits beyond it.
+MAX_COUNT: Final = 100_000
+#: The mix, repeated: given numbers, area codes, mobile numbers, and two that fail by design
+#: (area code 533 has no numbers: 21452; +15005550000 is never available: 21422).
+_MIX: Final = ("number",) * 8 + ("area",) * 6 + ("mobile",) * 4 + ("no_stock", "unavailable")
+_NO_STOCK_AREA_CODE: Final = "533"
+_UNAVAILABLE_NUMBER: Final = "+15005550000"
+# Given numbers come from +1 415 6xx xxxx: the sandbox's 415 stock is +1 415 555 xxxx, so an
+# area-code purchase never takes a number the demo asks for by name.
+_GIVEN_FIRST: Final = 6_000_000
+# Fast enough for a demo, patient enough for the faults: a Retry-After still wins over these.
+_RETRY: Final = RetryPolicy(max_attempts=6, initial_delay=0.05, max_delay=1.0, max_elapsed=30.0)
+# Below Faults.demo()'s slow answers (1 s), so that some attempts time out, as on a bad day.
+_TIMEOUT: Final = 0.5
+
+
+def tag(index: int) -> str:
+    """The ``friendly_name`` of the demo's request ``index``."""
+    return f"demo-{index:06d}"
+
+
+def demo_requests(count: int) -> Iterator[PurchaseRequest]:
+    """The demo's ``count`` requests: the same mix every time, each tagged with :func:`tag`."""
+    if not 1 <= count <= MAX_COUNT:
+        raise ValueError(f"the demo buys from 1 to {MAX_COUNT} numbers, not {count}")
+    for index in range(count):
+        kind, name = _MIX[index % len(_MIX)], tag(index)
+        if kind == "number":
+            yield NumberPurchase(
+                phone_number=f"+1415{_GIVEN_FIRST + index:07d}", friendly_name=name
+            )
+        elif kind == "area":
+            area_code = AREA_CODES[index % len(AREA_CODES)]
+            yield NumberPurchase(area_code=area_code, friendly_name=name)
+        elif kind == "mobile":
+            yield MobileNumberPurchase(
+                phone_number=f"+447700{900_000 + index:06d}", friendly_name=name
+            )
+        elif kind == "no_stock":
+            yield NumberPurchase(area_code=_NO_STOCK_AREA_CODE, friendly_name=name)
+        else:
+            yield NumberPurchase(phone_number=_UNAVAILABLE_NUMBER, friendly_name=name)
+
+
+# --- the audit ------------------------------------------------------------------------------
+
+
+@attrs.frozen
+class Claim:
+    """What the caller believes about one tagged request: the part of an outcome the audit
+    needs, small enough to keep for every request of a large demo."""
+
+    tag: str
+    status: OutcomeStatus
+    #: The number bought, for a "bought" outcome that has one.
+    sid: str | None = None
+    phone_number: str | None = None
+
+    @classmethod
+    def of(cls, outcome: PurchaseOutcome) -> Claim:
+        """The claim an outcome makes; its tag is its request's ``friendly_name``."""
+        number = outcome.number
+        sid = number.sid if number is not None else None
+        if sid is None and isinstance(outcome.error, ResponseParseError):
+            sid = outcome.error.sid
+        return cls(
+            tag=outcome.request.friendly_name or "",
+            status=outcome.status,
+            sid=sid,
+            phone_number=number.phone_number if number is not None else None,
+        )
+
+
+@attrs.frozen
+class Audit:
+    """What the audit found, as sorted tags; all three empty means it passed."""
+
+    #: Tags the sandbox sold more than once.
+    double_purchases: tuple[str, ...] = ()
+    #: Tags the sandbox sold whose outcome is "failed" (or that no request has).
+    untracked_purchases: tuple[str, ...] = ()
+    #: Tags whose outcome says "bought" a number the sandbox never sold for that tag.
+    phantom_purchases: tuple[str, ...] = ()
+
+    @property
+    def passed(self) -> bool:
+        """Whether nothing was bought twice, unknowingly, or not at all."""
+        return not (self.double_purchases or self.untracked_purchases or self.phantom_purchases)
+
+
+def audit(claims: Iterable[Claim], purchases: Iterable[PurchaseRecord]) -> Audit:
+    """Hold the caller's claims against the sandbox's record of what it sold. Pure."""
+    sold: defaultdict[str, list[PurchaseRecord]] = defaultdict(list)
+    for purchase in purchases:
+        sold[purchase.friendly_name].append(purchase)
+    by_tag = {claim.tag: claim for claim in claims}
+    untracked = [
+        name
+        for name in sold
+        if (claim := by_tag.get(name)) is None or claim.status is OutcomeStatus.FAILED
+    ]
+    phantom = [
+        claim.tag
+        for claim in by_tag.values()
+        if claim.status is OutcomeStatus.BOUGHT
+        and claim.sid is not None
+        and not any(
+            (p.sid, p.phone_number) == (claim.sid, claim.phone_number)
+            for p in sold.get(claim.tag, ())
+        )
+    ]
+    return Audit(
+        double_purchases=tuple(sorted(name for name, sales in sold.items() if len(sales) > 1)),
+        untracked_purchases=tuple(sorted(untracked)),
+        phantom_purchases=tuple(sorted(phantom)),
+    )
+
+
+# --- the run --------------------------------------------------------------------------------
+
+
+@attrs.frozen(kw_only=True)
+class DemoSettings:
+    """How big and how rough the demo is."""
+
+    count: int = 300
+    faults: Faults = attrs.Factory(Faults.demo)
+    #: How the faults were asked for (``"demo"``, ``"none"``, ``"rate_limited=0.1"``...).
+    faults_label: str = "demo"
+    seed: int = 0
+    concurrency: int = 16
+    #: Purchases per second allowed by the client's token bucket; ``None``: no limit.
+    rate: float | None = None
+
+
+@attrs.frozen(kw_only=True)
+class DemoReport:
+    """What the demo did and what its audit found."""
+
+    settings: DemoSettings
+    tally: Tally
+    audit: Audit
+    elapsed: float
+    #: Purchases the sandbox recorded (bought outcomes, plus any behind "unknown" ones).
+    sold_by_sandbox: int
+    #: Faults the sandbox injected, by name.
+    faults_injected: dict[str, int]
+
+    @property
+    def purchases_per_s(self) -> float:
+        """Numbers bought per second of the bulk purchase."""
+        return self.tally.progress.bought / self.elapsed if self.elapsed > 0 else 0.0
+
+    def to_json(self) -> dict[str, Any]:
+        """The report as one JSON object (what ``demo --json`` prints)."""
+        progress, found = self.tally.progress, self.audit
+        return {
+            "requested": self.settings.count,
+            "purchased": progress.bought,
+            "failed": progress.failed,
+            "unknown": progress.unknown,
+            "failed_by_reason": dict(self.tally.failed_by_reason.most_common()),
+            "reconciled": self.tally.reconciled,
+            "retries": self.tally.retries,
+            "rate_limited": self.tally.rate_limited,
+            "double_purchases": len(found.double_purchases),
+            "untracked_purchases": len(found.untracked_purchases),
+            "phantom_purchases": len(found.phantom_purchases),
+            "audit_passed": found.passed,
+            "audit_findings": attrs.asdict(found),
+            "sold_by_sandbox": self.sold_by_sandbox,
+            "faults_injected": self.faults_injected,
+            "elapsed_s": round(self.elapsed, 3),
+            "purchases_per_s": round(self.purchases_per_s, 1),
+            "seed": self.settings.seed,
+            "faults": self.settings.faults_label,
+            "concurrency": self.settings.concurrency,
+            "rate_limit": self.settings.rate,
+        }
+
+
+def _timeout(faults: Faults) -> float:
+    # Latency the user asked for is not a fault to time out on: add room for it.
+    latency = faults.latency
+    return _TIMEOUT + 2 * (max(latency) if isinstance(latency, tuple) else latency)
+
+
+async def run_demo(
+    settings: DemoSettings, *, on_outcome: Callable[[BulkProgress], None] | None = None
+) -> DemoReport:
+    """Run the demo: start a sandbox, buy ``settings.count`` numbers from it, audit the result.
+
+    ``on_outcome`` is called with the counters after each outcome (for a progress bar).
+    """
+    requests = demo_requests(settings.count)  # checks count before anything starts
+    tally = Tally()
+    claims: list[Claim] = []
+    sandbox = Sandbox(
+        faults=settings.faults,
+        seed=settings.seed,
+        # Enough stock in each area code that the demo never runs out by accident.
+        area_code_stock=max(1000, settings.count),
+    )
+    loop = asyncio.get_running_loop()
+    async with sandbox:
+        client = sandbox.client(
+            retry=_RETRY,
+            timeout=_timeout(settings.faults),
+            rate_limit=settings.rate,
+            max_concurrency=settings.concurrency,
+            on_retry=tally.on_retry,
+        )
+        async with client:
+            started = loop.time()
+            outcomes = client.purchase_many(requests, concurrency=settings.concurrency)
+            async with contextlib.aclosing(outcomes):
+                async for outcome in outcomes:
+                    tally.add(outcome)
+                    claims.append(Claim.of(outcome))
+                    if on_outcome is not None:
+                        on_outcome(tally.progress)
+            elapsed = loop.time() - started
+        purchases = sandbox.purchases
+        injected = Counter(record.fault for record in sandbox.requests if record.fault)
+    return DemoReport(
+        settings=settings,
+        tally=tally,
+        audit=audit(claims, purchases),
+        elapsed=elapsed,
+        sold_by_sandbox=len(purchases),
+        faults_injected=dict(sorted(injected.items())),
+    )

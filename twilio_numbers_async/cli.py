@@ -1,0 +1,470 @@
+"""``twilio-numbers``: buy Twilio phone numbers from the command line (the ``[cli]`` extra).
+
+This module parses the command line and is the one place where an error becomes a message
+and an exit code (:class:`ExitCode`); the commands themselves live in ``_commands``. The
+library never imports it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import enum
+import logging
+import math
+import sys
+import textwrap
+from collections.abc import Callable, Coroutine, Sequence
+from typing import Any, Final, TypeAlias
+
+from ._csv import CsvError, columns
+from ._demo import MAX_COUNT
+from ._fields import RequestField, optional_fields
+from ._journal import JournalError
+from ._sids import is_loopback_host
+from ._tally import one_line
+from ._version import VERSION
+from .errors import AuthenticationError, RequestValidationError, TwilioNumbersError
+from .sandbox import Faults
+
+try:
+    from . import _commands
+    from ._console import Output
+except ModuleNotFoundError as exc:  # rich, the [cli] extra, is not installed
+    if (exc.name or "").partition(".")[0] != "rich":
+        raise
+    _EXTRA_MISSING = True
+else:
+    _EXTRA_MISSING = False
+
+__all__ = ["ExitCode", "build_parser", "main"]
+
+_Commands: TypeAlias = "argparse._SubParsersAction[argparse.ArgumentParser]"
+
+_PROG: Final = "twilio-numbers"
+_INSTALL: Final = "pip install 'twilio-numbers-async[cli]'"
+
+
+class ExitCode(enum.IntEnum):
+    """What ``twilio-numbers`` exits with."""
+
+    #: Everything bought; the demo's audit passed; the sandbox was stopped.
+    OK = 0
+    #: Some purchase failed or its outcome is unknown; or the demo's audit found a problem.
+    FAILED = 1
+    #: Bad input: an option, a request field, the CSV file, the credentials. Nothing was bought.
+    BAD_INPUT = 2
+    #: Interrupted with Ctrl-C (128 + SIGINT, as shells report it).
+    INTERRUPTED = 130
+
+
+_EXIT_CODES: Final = """\
+exit codes:
+  0    everything bought (demo: the audit passed; sandbox: stopped)
+  1    some purchase failed or its outcome is unknown (demo: the audit failed)
+  2    bad input, nothing bought: an option, a request field, the CSV file, missing
+       credentials, or credentials Twilio refused (HTTP 401)
+  130  interrupted (Ctrl-C); a bulk run's journal stays consistent: rerun to resume
+"""
+
+_CREDENTIALS: Final = """\
+credentials come from the environment: TWILIO_ACCOUNT_SID with TWILIO_AUTH_TOKEN (or
+TWILIO_API_KEY and TWILIO_API_SECRET), and TWILIO_EDGE / TWILIO_REGION if you use them.
+"""
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run ``twilio-numbers`` with ``argv`` (default: ``sys.argv[1:]``); return the exit code.
+
+    Never raises ``SystemExit``: the console script that installs it passes the return value
+    to ``sys.exit()``, and ``python -m twilio_numbers_async`` does the same.
+    """
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+        _check(parser, args)
+    except SystemExit as stop:  # --help, --version, or a usage error argparse reported
+        return stop.code if isinstance(stop.code, int) else ExitCode.BAD_INPUT
+    if _EXTRA_MISSING:
+        _stderr(f"the command line needs rich; install it with: {_INSTALL}")
+        return ExitCode.BAD_INPUT
+    _configure_logging(verbose=args.verbose)
+    return _run(args)
+
+
+# --- running a command, and the one mapping of errors to exit codes ------------------------
+
+Command: TypeAlias = Callable[[argparse.Namespace, "Output"], Coroutine[Any, Any, bool]]
+
+
+def _run(args: argparse.Namespace) -> int:
+    commands: dict[str, Command] = {
+        "demo": _commands.demo,
+        "buy": _commands.buy,
+        "bulk": _commands.bulk,
+        "sandbox": _commands.sandbox,
+    }
+    out = Output(json_mode=args.json)
+    try:
+        ok = asyncio.run(commands[args.command](args, out))
+    except KeyboardInterrupt:
+        resume = "; run the same command again to resume" if args.command == "bulk" else ""
+        return _fail(out, ExitCode.INTERRUPTED, f"interrupted{resume}")
+    except (TwilioNumbersError, CsvError, JournalError, OSError, _commands.UsageError) as exc:
+        code, message = _describe(exc)
+        return _fail(out, code, message)
+    return ExitCode.OK if ok else ExitCode.FAILED
+
+
+def _describe(exc: Exception) -> tuple[ExitCode, str]:
+    """The exit code and message for an error a user can meet; anything else is a bug."""
+    if isinstance(exc, AuthenticationError):
+        variables = _commands.CREDENTIAL_VARIABLES
+        return (
+            ExitCode.BAD_INPUT,
+            f"Twilio refused the credentials: {one_line(exc)}; check {variables}",
+        )
+    if isinstance(exc, RequestValidationError):
+        return ExitCode.BAD_INPUT, f"{_option(exc.field)}: {exc.reason}"
+    if isinstance(exc, CsvError):
+        return ExitCode.BAD_INPUT, f"{exc}\nnothing was bought: fix the file and run again"
+    if isinstance(exc, TwilioNumbersError):
+        return ExitCode.FAILED, one_line(exc)
+    return ExitCode.BAD_INPUT, one_line(exc)
+
+
+def _fail(out: Output, code: ExitCode, message: str) -> int:
+    for line in message.splitlines():
+        _stderr(f"error: {line}")
+    if out.json_mode:  # stdout still holds exactly one JSON document
+        out.json({"error": message, "exit_code": int(code)})
+    return code
+
+
+def _stderr(line: str) -> None:
+    sys.stderr.write(f"{_PROG}: {line}\n")
+
+
+def _option(field: str) -> str:
+    """The command-line spelling of a request field, for error messages."""
+    return "PHONE_NUMBER" if field == "phone_number" else "--" + field.replace("_", "-")
+
+
+def _configure_logging(*, verbose: bool) -> None:
+    logging.basicConfig(
+        level=logging.INFO if verbose else logging.WARNING,
+        stream=sys.stderr,
+        format=f"{_PROG}: %(levelname)s: %(message)s",
+    )
+
+
+# --- the parser ------------------------------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``twilio-numbers`` argument parser."""
+    parser = argparse.ArgumentParser(
+        prog=_PROG,
+        description=("Buy Twilio phone numbers, without ever buying one twice."),
+        epilog=_EXIT_CODES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {VERSION}")
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument(
+        "-v", "--verbose", action="store_true", help="log retries and look-ups to stderr"
+    )
+    commands = parser.add_subparsers(title="commands", dest="command", required=True)
+    for add in (_add_demo, _add_buy, _add_bulk, _add_sandbox):
+        add(commands, common)
+    return parser
+
+
+def _subparser(
+    commands: _Commands,
+    common: argparse.ArgumentParser,
+    name: str,
+    *,
+    summary: str,
+    description: str,
+    epilog: str = _EXIT_CODES,
+) -> argparse.ArgumentParser:
+    return commands.add_parser(
+        name,
+        help=summary,
+        description=description,
+        epilog=epilog,
+        parents=[common],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+
+
+def _add_json(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--json",
+        action="store_true",
+        help="print one JSON object on stdout instead of tables (errors go to stderr too)",
+    )
+
+
+def _add_demo(
+    commands: _Commands,
+    common: argparse.ArgumentParser,
+) -> None:
+    parser = _subparser(
+        commands,
+        common,
+        "demo",
+        summary="buy numbers from a local sandbox with faults on, and prove none was bought twice",
+        description=(
+            "Start a sandbox (a fake Twilio) in this process, buy --count numbers from it in "
+            "bulk while it injects faults (429s, 5xx, dropped connections, answers lost after "
+            "the purchase), then audit its records: no number bought twice, none bought without "
+            "the client knowing, none reported bought that was not. Some purchases fail by "
+            "design (area code 533 has no numbers, +15005550000 is never available). No "
+            "credentials needed, nothing leaves this machine."
+        ),
+    )
+    parser.add_argument(
+        "--count",
+        type=_int_between(1, MAX_COUNT),
+        default=300,
+        help="numbers to buy (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--faults",
+        type=_faults,
+        default="demo",
+        metavar="SPEC",
+        help="'demo' (a few percent of each fault), 'none', or a list such as "
+        "'rate_limited=0.05,drop_after_commit=0.02,latency=0.001:0.005' (default: demo)",
+    )
+    parser.add_argument(
+        "--seed", type=int, default=0, help="seed of the faults and numbers (default: 0)"
+    )
+    parser.add_argument(
+        "--concurrency",
+        type=_int_between(1, 1000),
+        default=16,
+        help="purchases in flight at once (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--rate",
+        type=_rate,
+        default=None,
+        metavar="R",
+        help="at most R requests per second, retries included (default: no limit)",
+    )
+    _add_json(parser)
+
+
+def _add_buy(
+    commands: _Commands,
+    common: argparse.ArgumentParser,
+) -> None:
+    parser = _subparser(
+        commands,
+        common,
+        "buy",
+        summary="buy one number",
+        description=(
+            "Buy one number: a given PHONE_NUMBER, or any number in --area-code. A lost answer "
+            "is checked on the account before any retry, so the number is never bought twice."
+        ),
+        epilog=f"{_CREDENTIALS}\nexamples:\n  {_PROG} buy +14155550100 --sms-url "
+        f"https://example.com/sms\n  {_PROG} buy --area-code 415 --friendly-name support\n"
+        f"  {_PROG} buy --mobile +447700900123\n\n{_EXIT_CODES}",
+    )
+    parser.add_argument(
+        "phone_number",
+        nargs="?",
+        metavar="PHONE_NUMBER",
+        help="the E.164 number to buy, such as +14155550100",
+    )
+    parser.add_argument(
+        "--area-code", metavar="CODE", help="buy any number in this US or Canada area code"
+    )
+    parser.add_argument(
+        "--mobile",
+        action="store_true",
+        help="buy PHONE_NUMBER on Twilio's Mobile endpoint (needed for mobile numbers)",
+    )
+    _add_account_options(parser)
+    _add_json(parser)
+    fields = parser.add_argument_group(
+        "request fields", "optional; Twilio's defaults apply to the ones not given"
+    )
+    for field in optional_fields():
+        _add_field_option(fields, field)
+
+
+def _add_field_option(group: argparse._ArgumentGroup, field: RequestField) -> None:
+    if field.kind == "bool":
+        group.add_argument(
+            field.option, action=argparse.BooleanOptionalAction, default=None, help=field.help
+        )
+    else:
+        group.add_argument(
+            field.option,
+            metavar=field.metavar,
+            choices=field.choices or None,
+            help=field.help,
+        )
+
+
+def _add_account_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--account-sid",
+        metavar="SID",
+        help="buy on this subaccount (AC...) of the credentials' account",
+    )
+    parser.add_argument(
+        "--base-url",
+        metavar="URL",
+        help="send requests here instead of https://api.twilio.com: for a sandbox or a "
+        "proxy (plain http only to loopback)",
+    )
+
+
+def _add_bulk(
+    commands: _Commands,
+    common: argparse.ArgumentParser,
+) -> None:
+    parser = _subparser(
+        commands,
+        common,
+        "bulk",
+        summary="buy every row of a CSV file, resumably",
+        description=(
+            "Buy one number per row of FILE. Every row is checked before anything is bought. "
+            "Each outcome is written to the --journal before it is shown, so running the same "
+            "command again resumes: what is done is reported from the journal and never sent "
+            "again. Rows whose outcome is unknown are listed: check the account before buying "
+            "them some other way."
+        ),
+        epilog=f"CSV columns (header row first; an empty cell is 'not set'):\n"
+        f"{textwrap.fill(', '.join(columns()), 80, initial_indent='  ', subsequent_indent='  ')}"
+        "\n  phone_number or area_code in each row; mobile and voice_caller_id_lookup take "
+        f"true/false.\n\n{_CREDENTIALS}\n{_EXIT_CODES}",
+    )
+    parser.add_argument("file", metavar="FILE.csv", help="the requests, one per row")
+    parser.add_argument(
+        "--journal",
+        metavar="FILE.jsonl",
+        required=True,
+        help="the journal to write and to resume from (created if missing)",
+    )
+    parser.add_argument(
+        "--rate",
+        type=_rate,
+        default=25.0,
+        metavar="R",
+        help="at most R requests per second, retries included; 0: no limit (default: 25)",
+    )
+    parser.add_argument(
+        "--concurrency",
+        type=_int_between(1, 1000),
+        default=8,
+        help="purchases in flight at once (default: %(default)s)",
+    )
+    _add_account_options(parser)
+    _add_json(parser)
+
+
+def _add_sandbox(
+    commands: _Commands,
+    common: argparse.ArgumentParser,
+) -> None:
+    parser = _subparser(
+        commands,
+        common,
+        "sandbox",
+        summary="serve a fake Twilio on loopback for other programs",
+        description=(
+            "Serve a sandbox, a fake Twilio that sells numbers the way Twilio does, until "
+            "Ctrl-C or SIGTERM. It prints its URL and the account SID and auth token to use: "
+            "these are test values the sandbox made up (or that you gave it), not Twilio "
+            "secrets."
+        ),
+    )
+    parser.add_argument(
+        "--host", default="127.0.0.1", help="address to listen on (default: %(default)s)"
+    )
+    parser.add_argument(
+        "--port",
+        type=_int_between(0, 65535),
+        default=8080,
+        help="port to listen on; 0 picks a free one (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--allow-remote",
+        action="store_true",
+        help="allow a --host other machines can reach. The sandbox speaks plain http and "
+        "sells to anyone holding the credentials it prints, so by default it only listens "
+        "on loopback",
+    )
+    parser.add_argument(
+        "--faults",
+        type=_faults,
+        default="none",
+        metavar="SPEC",
+        help="faults to inject: 'none', 'demo', or a list as for demo (default: none)",
+    )
+    parser.add_argument("--seed", type=int, default=0, help="seed of everything random")
+    parser.add_argument(
+        "--max-concurrency",
+        type=_int_between(1, 1_000_000),
+        default=None,
+        metavar="N",
+        help="answer 429 to requests beyond N in flight (default: no limit)",
+    )
+    parser.add_argument("--account-sid", metavar="SID", help="the account SID to accept")
+    parser.add_argument("--auth-token", metavar="TOKEN", help="the auth token to accept")
+    parser.set_defaults(json=False)
+
+
+def _check(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """What argparse can't say alone; reports through ``parser.error`` (exit 2)."""
+    if args.command == "buy":
+        if (args.phone_number is None) == (args.area_code is None):
+            parser.error("buy: give a PHONE_NUMBER, or --area-code for any number in one")
+        if args.mobile and args.area_code is not None:
+            parser.error("buy: --mobile buys a given PHONE_NUMBER; it takes no --area-code")
+    if args.command == "sandbox" and not args.allow_remote and not is_loopback_host(args.host):
+        parser.error(
+            f"sandbox: --host {args.host} is reachable from other machines, and the sandbox "
+            "speaks plain http with credentials it prints; add --allow-remote if you mean it"
+        )
+
+
+# --- option types: each raises ArgumentTypeError, which argparse reports with the option ----
+
+
+def _int_between(low: int, high: int) -> Callable[[str], int]:
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+        if not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"{value} is not between {low} and {high}")
+        return value
+
+    return parse
+
+
+def _rate(text: str) -> float | None:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not math.isfinite(value) or value < 0:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a rate: give 0 or more per second")
+    return value or None
+
+
+def _faults(text: str) -> tuple[str, Faults]:
+    try:
+        return text, Faults.parse(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
