@@ -1,0 +1,94 @@
+"""The public surface: what ``__all__`` promises is exactly what is there, in order."""
+
+from __future__ import annotations
+import __future__
+
+import importlib
+import pkgutil
+import types
+
+import pytest
+
+import twilio_numbers_async
+
+MODULES = sorted(
+    info.name
+    for info in pkgutil.walk_packages(twilio_numbers_async.__path__, prefix="twilio_numbers_async.")
+    # Running __main__ would run the CLI.
+    if info.name != "twilio_numbers_async.__main__"
+)
+
+
+def test_the_package_exports_exactly_its_public_names() -> None:
+    public = {
+        name
+        for name, value in vars(twilio_numbers_async).items()
+        if not name.startswith("_")
+        and not isinstance(value, types.ModuleType | __future__._Feature)
+    }
+    assert public == set(twilio_numbers_async.__all__) - {"__version__"}
+
+
+def test_the_design_contract_names_exist() -> None:
+    contract = [
+        "TwilioNumbersClient",
+        "NumberPurchase",
+        "MobileNumberPurchase",
+        "IncomingPhoneNumber",
+        "Capabilities",
+        "AddressRequirement",
+        "EmergencyStatus",
+        "EmergencyAddressStatus",
+        "VoiceReceiveMode",
+        "HttpMethod",
+        "RetryPolicy",
+        "TokenBucket",
+        "PurchaseOutcome",
+        "TwilioNumbersError",
+        "RequestValidationError",
+        "TwilioApiError",
+        "AuthenticationError",
+        "RateLimitedError",
+        "TransportError",
+        "ResponseParseError",
+        "PurchaseOutcomeUnknownError",
+    ]
+    missing = [name for name in contract if name not in twilio_numbers_async.__all__]
+    assert missing == []
+    from twilio_numbers_async.sandbox import Sandbox
+
+    assert Sandbox.__name__ == "Sandbox"
+
+
+@pytest.mark.parametrize("name", MODULES)
+def test_every_module_has_a_sorted_all_of_what_it_defines(name: str) -> None:
+    module = importlib.import_module(name)
+    exported = getattr(module, "__all__", None)
+    assert exported is not None, f"{name} has no __all__"
+    assert list(exported) == sorted(exported, key=_isort_style), f"{name}.__all__ is not sorted"
+    assert len(set(exported)) == len(exported), f"{name}.__all__ repeats a name"
+    missing = [item for item in exported if not hasattr(module, item)]
+    assert missing == [], f"{name}.__all__ names what it lacks: {missing}"
+
+
+def _isort_style(name: str) -> tuple[int, str]:
+    # The order ruff's RUF022 keeps: CONSTANTS, then Classes, then functions and the rest.
+    if name.isupper():
+        return 0, name
+    return (1 if name[:1].isupper() else 2), name
+
+
+def test_the_core_imports_no_extra() -> None:
+    """Importing the library must not need rich (cli) or redis (redis)."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; import twilio_numbers_async, twilio_numbers_async.sandbox; "
+        "bad = [m for m in ('rich', 'redis', 'twilio_numbers_async.cli') if m in sys.modules]; "
+        "print(bad); sys.exit(1 if bad else 0)"
+    )
+    result = subprocess.run(  # noqa: S603 - our own interpreter, our own code
+        [sys.executable, "-c", code], capture_output=True, text=True, check=False
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
