@@ -46,15 +46,32 @@ _AREA_CODE = re.compile(r"[0-9]{3}")
 # RFC 3986's characters; anything else (spaces, quotes, non-ASCII) must be percent-encoded.
 _URI_CHARS = re.compile(r"[A-Za-z0-9\-._~:/?#\[\]@!$&'()*+,;=%]*")
 _BAD_PERCENT = re.compile(r"%(?![0-9A-Fa-f]{2})")
+# RFC 3986's authority, [userinfo "@"] host [":" port]: "[" and "]" only around an IP literal,
+# "@" only once. Path, query and fragment may hold neither bracket, the fragment no "#".
+_AUTHORITY = re.compile(
+    r"(?:[A-Za-z0-9\-._~!$&'()*+,;=:%]*@)?"
+    r"(?:\[(?P<literal>[^\[\]]*)\]|[A-Za-z0-9\-._~!$&'()*+,;=%]*)"
+    r"(?::[0-9]*)?"
+)
+_IP_FUTURE = re.compile(r"[vV][0-9A-Fa-f]+\.[A-Za-z0-9\-._~!$&'()*+,;=:]+")
+_NOT_IN_PATH_QUERY = re.compile(r"[\[\]]")
+_USERINFO = re.compile(r"\A([A-Za-z][A-Za-z0-9+.\-]*://)[^/?#]*@")
 _CONTROL = re.compile(r"[\r\n\x00]")
+# A lone surrogate is no character: it can't be encoded as UTF-8, so it can't be sent.
+_SURROGATE = re.compile(r"[\ud800-\udfff]")
 
 
 def check_text(field: str, value: object) -> str:
-    """A string with no CR, LF or NUL: the characters that split headers and forms."""
+    """A string with no CR, LF or NUL (the characters that split headers and forms), and no
+    lone surrogate (which can't be sent)."""
     if not isinstance(value, str):
         raise RequestValidationError(field, f"must be a string, not {type(value).__name__}")
     if _CONTROL.search(value):
         raise RequestValidationError(field, "must not contain CR, LF or NUL characters")
+    if _SURROGATE.search(value):
+        raise RequestValidationError(
+            field, "holds a lone surrogate (U+D800 to U+DFFF), which UTF-8 can't encode"
+        )
     return value
 
 
@@ -93,14 +110,18 @@ def check_area_code(field: str, value: object) -> str:
 
 
 def check_url(field: str, value: object) -> str:
-    """An absolute ``http`` or ``https`` URL with a host, in RFC 3986's characters."""
+    """An absolute ``http`` or ``https`` URL with a host, in RFC 3986's syntax (the spec's
+    ``format: uri``)."""
     text = check_text(field, value)
     shown = redact_url(text)
     if not _URI_CHARS.fullmatch(text) or _BAD_PERCENT.search(text):
         raise RequestValidationError(
             field, f"{shown!r} has characters a URL can't hold: percent-encode them"
         )
-    parts = urlsplit(text)
+    try:
+        parts = urlsplit(text)
+    except ValueError as exc:  # a malformed IPv6 literal, such as "http://[::1/"
+        raise RequestValidationError(field, f"{shown!r} is not a valid URL: {exc}") from None
     if parts.scheme.lower() not in ("http", "https") or not parts.hostname:
         raise RequestValidationError(
             field, f"{shown!r} is not an absolute http(s) URL, such as https://example.com/sms"
@@ -109,7 +130,34 @@ def check_url(field: str, value: object) -> str:
         parts.port  # noqa: B018 - urlsplit checks the port only when asked for it
     except ValueError:
         raise RequestValidationError(field, f"{shown!r} has an invalid port") from None
+    if not _valid_authority(parts.netloc):
+        raise RequestValidationError(
+            field,
+            f"{shown!r} has an invalid host: '[' and ']' only enclose an IPv6 address, and "
+            "the user information before the one '@' must percent-encode any other '@'",
+        )
+    if _NOT_IN_PATH_QUERY.search(f"{parts.path}{parts.query}{parts.fragment}"):
+        raise RequestValidationError(
+            field, f"{shown!r} has '[' or ']' after the host: percent-encode them (%5B, %5D)"
+        )
+    if "#" in parts.fragment:
+        raise RequestValidationError(field, f"{shown!r} has a second '#': percent-encode it (%23)")
     return text
+
+
+def _valid_authority(netloc: str) -> bool:
+    match = _AUTHORITY.fullmatch(netloc)
+    if match is None:
+        return False
+    literal = match["literal"]
+    if literal is None or _IP_FUTURE.fullmatch(literal):
+        return True
+    # RFC 3986 has no zone index ("fe80::1%eth0"), which ipaddress would accept.
+    try:
+        ipaddress.IPv6Address(literal)
+    except ValueError:
+        return False
+    return "%" not in literal
 
 
 def check_count(name: str, value: object) -> int:
@@ -121,7 +169,11 @@ def check_count(name: str, value: object) -> int:
 
 def redact_url(url: str) -> str:
     """``url`` with any password in it replaced, for reprs, logs and error messages."""
-    parts = urlsplit(url)
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        # Unparsable (a broken IPv6 literal): hide all the user information, to be safe.
+        return _USERINFO.sub(r"\1***@", url)
     if parts.password is None:
         return url
     host = parts.netloc.rpartition("@")[2]

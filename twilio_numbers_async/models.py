@@ -104,6 +104,13 @@ def _e164(_: object, attribute: attrs.Attribute[Any], value: object) -> None:
         check_e164(attribute.name, value)
 
 
+def _required_e164(_: object, attribute: attrs.Attribute[Any], value: object) -> None:
+    # Required by the spec: None must not slip through as "not sent" (nor be sent as "None").
+    if value is None:
+        raise RequestValidationError(attribute.name, "is required: an E.164 number")
+    check_e164(attribute.name, value)
+
+
 def _area_code(_: object, attribute: attrs.Attribute[Any], value: object) -> None:
     if value is not None:
         check_area_code(attribute.name, value)
@@ -272,7 +279,7 @@ class MobileNumberPurchase(_PurchaseFields):
 
     endpoint: ClassVar[str] = "IncomingPhoneNumbers/Mobile.json"
 
-    phone_number: str = attrs.field(validator=_e164)
+    phone_number: str = attrs.field(validator=_required_e164)
 
 
 #: Either request; :meth:`TwilioNumbersClient.purchase` sends each to its own endpoint.

@@ -1,0 +1,281 @@
+"""The sandbox's answers against the spec: sandbox → ``prism proxy --errors`` → client.
+
+Prism checks each request on its way in (422 if it breaks the spec) and each answer on its way
+out: one that breaks the spec becomes a 500 with Prism's ``validation`` list, which fails the
+test naming the complaint (:class:`~tests.contract.PrismWatch`). Twilio's own formats, which
+Prism ignores, are checked on every 2xx body with :func:`tests._spec.check_formats`.
+
+Error answers (400 with Twilio's error body, 401, 429, 5xx) are not in the spec, which declares
+only 201 (200 for the list): Prism passes them on as they are, with a *warning* in
+``sl-violations`` ("Unable to match the returned status code"), not an error, so ``--errors``
+leaves them alone. They are checked here against Twilio's error body instead.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator
+from typing import Any
+
+import attrs
+import pytest
+from aiohttp import web
+
+from tests._spec import check_formats, full_request, response_schema, validate
+from tests.contract import PrismProxy, PrismWatch
+from twilio_numbers_async import (
+    AuthenticationError,
+    IncomingPhoneNumber,
+    MobileNumberPurchase,
+    NumberPurchase,
+    PurchaseOutcomeUnknownError,
+    RetryPolicy,
+    TwilioApiError,
+    TwilioNumbersClient,
+)
+from twilio_numbers_async.models import PurchaseRequest
+from twilio_numbers_async.sandbox import Fault, Sandbox
+
+pytestmark = pytest.mark.contract
+
+TWILIO_ERROR_KEYS = {"code", "message", "more_info", "status"}
+
+
+@attrs.define
+class Proxied:
+    """A sandbox behind Prism, a client of Prism, and Prism's verdicts."""
+
+    sandbox: Sandbox
+    client: TwilioNumbersClient
+    watch: PrismWatch
+
+    async def buy(self, request: PurchaseRequest) -> IncomingPhoneNumber:
+        try:
+            number = await self.client.purchase(request)
+        except Exception:
+            self.watch.check()  # Prism's complaint, if it has one, is the real failure
+            raise
+        self.check()
+        return number
+
+    def check(self) -> None:
+        """Prism found nothing wrong, and every 2xx body keeps Twilio's own formats."""
+        self.watch.check()
+        for exchange in self.watch.exchanges:
+            if 200 <= exchange.status < 300 and exchange.method == "POST":
+                mobile = exchange.url.endswith("/Mobile.json")
+                validate(exchange.body, response_schema(mobile))  # what Prism checked, again
+                check_formats(exchange.body)
+            elif 200 <= exchange.status < 300:
+                for number in exchange.body["incoming_phone_numbers"]:
+                    check_formats(number)
+
+    def last(self) -> Any:
+        return self.watch.exchanges[-1]
+
+
+@contextlib.asynccontextmanager
+async def proxied(proxy: PrismProxy, *, retry: RetryPolicy | None = None) -> AsyncIterator[Proxied]:
+    watch = PrismWatch()
+    async with (
+        Sandbox(port=proxy.upstream_port) as sandbox,
+        watch.session() as session,
+        TwilioNumbersClient(
+            sandbox.account_sid,
+            sandbox.auth_token,
+            base_url=proxy.url,
+            rate_limit=None,
+            retry=retry or RetryPolicy.no_retries(),
+            session=session,
+        ) as client,
+    ):
+        yield Proxied(sandbox, client, watch)
+
+
+def sent_fields(request: PurchaseRequest) -> dict[str, Any]:
+    return {name: value for name, value in attrs.asdict(request).items() if value is not None}
+
+
+# --- purchases -------------------------------------------------------------------------------
+
+
+async def test_purchases_and_lookups_keep_the_spec(prism_proxy: PrismProxy) -> None:
+    requests: list[PurchaseRequest] = [
+        NumberPurchase(phone_number="+15005550006"),
+        attrs.evolve(full_request(mobile=False), phone_number="+14155550100"),
+        NumberPurchase(area_code="500"),
+        NumberPurchase(area_code="415", friendly_name="sales"),
+        NumberPurchase(area_code="800"),
+        full_request(mobile=False, by="area_code"),
+        MobileNumberPurchase(phone_number="+447700900123"),
+        attrs.evolve(full_request(mobile=True), phone_number="+447700900124"),
+    ]
+    async with proxied(prism_proxy) as run:
+        bought = []
+        for request in requests:
+            number = await run.buy(request)
+            bought.append(number)
+            # The sandbox echoes what was sent: the client's form arrived whole, through Prism.
+            for name, value in sent_fields(request).items():
+                if name != "area_code":
+                    assert getattr(number, name) == value, (request, name)
+            if isinstance(request, NumberPurchase) and request.area_code is not None:
+                assert number.phone_number is not None
+                assert number.phone_number.startswith(f"+1{request.area_code}")
+        assert len(run.sandbox.purchases) == len(requests)
+        # +15005550006 sells any number of times (area code 500 buys it too): one resource each.
+        sids: dict[str, set[str | None]] = {}
+        for number in bought:
+            assert number.phone_number is not None
+            sids.setdefault(number.phone_number, set()).add(number.sid)
+        for phone_number, sold in sids.items():
+            found = await run.client.find_incoming_phone_number(phone_number)
+            assert found is not None
+            assert found.sid in sold
+        assert await run.client.find_incoming_phone_number("+14155550199") is None
+        run.check()
+        assert {exchange.status for exchange in run.watch.exchanges} <= {200, 201}
+
+
+# --- errors ----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("request_", "code"),
+    [
+        (NumberPurchase(phone_number="+15005550000"), 21422),
+        (MobileNumberPurchase(phone_number="+15005550000"), 21422),
+        (NumberPurchase(phone_number="+15005550001"), 21421),
+        (NumberPurchase(area_code="533"), 21452),
+    ],
+    ids=["unavailable", "unavailable-mobile", "invalid", "no-stock"],
+)
+async def test_twilio_errors_pass_through(
+    prism_proxy: PrismProxy, request_: PurchaseRequest, code: int
+) -> None:
+    async with proxied(prism_proxy) as run:
+        with pytest.raises(TwilioApiError) as caught:
+            await run.buy(request_)
+        assert_twilio_error(run, caught.value, status=400, code=code)
+        assert run.sandbox.purchases == []
+
+
+async def test_a_number_sold_once_then_21422(prism_proxy: PrismProxy) -> None:
+    async with proxied(prism_proxy) as run:
+        await run.buy(NumberPurchase(phone_number="+14155550100"))
+        with pytest.raises(TwilioApiError) as caught:
+            await run.buy(MobileNumberPurchase(phone_number="+14155550100"))
+        assert_twilio_error(run, caught.value, status=400, code=21422)
+
+
+async def test_wrong_credentials(prism_proxy: PrismProxy) -> None:
+    async with (
+        proxied(prism_proxy) as run,
+        run.watch.session() as session,
+        TwilioNumbersClient(
+            run.sandbox.account_sid,
+            "wrong-token",
+            base_url=prism_proxy.url,
+            rate_limit=None,
+            retry=RetryPolicy.no_retries(),
+            session=session,
+        ) as client,
+    ):
+        with pytest.raises(AuthenticationError) as caught:
+            await client.purchase(NumberPurchase(area_code="500"))
+        assert_twilio_error(run, caught.value, status=401, code=20003)
+
+
+async def test_faults_pass_through_and_are_survived(prism_proxy: PrismProxy) -> None:
+    # A 429 and a 503 (a load balancer's HTML page) after the purchase: Prism passes both on as
+    # they are, and the client retries, then reconciles through the list, buying once.
+    no_wait = RetryPolicy(max_attempts=3, initial_delay=0, max_delay=0)
+    async with proxied(prism_proxy, retry=no_wait) as run:
+        run.sandbox.script(Fault.rate_limited(retry_after=0), Fault.error_after_commit(503))
+        number = await run.buy(NumberPurchase(phone_number="+14155550100"))
+        assert [exchange.status for exchange in run.watch.exchanges] == [429, 503, 200]
+        assert number.phone_number == "+14155550100"
+        assert len(run.sandbox.purchases) == 1
+        for exchange in run.watch.exchanges[:2]:
+            assert_only_undeclared_status_warning(exchange)
+
+
+def assert_twilio_error(run: Proxied, error: TwilioApiError, *, status: int, code: int) -> None:
+    run.watch.check()
+    exchange = run.last()
+    assert exchange.status == status
+    assert_only_undeclared_status_warning(exchange)
+    assert set(exchange.body) >= TWILIO_ERROR_KEYS, exchange.body
+    assert exchange.body["code"] == code
+    assert exchange.body["status"] == status
+    assert (error.status, error.code) == (status, code)
+    assert error.more_info == f"https://www.twilio.com/docs/errors/{code}"
+    assert error.message
+
+
+def assert_only_undeclared_status_warning(exchange: Any) -> None:
+    assert [(v["severity"], v["message"].split(":")[0]) for v in exchange.violations] == [
+        ("Warning", "Unable to match the returned status code with those defined in the document")
+    ], exchange.violations
+
+
+# --- the harness sees a breach -----------------------------------------------------------------
+
+
+async def test_an_answer_that_breaks_the_spec_fails_naming_prisms_complaint(
+    prism_proxy: PrismProxy,
+) -> None:
+    # Not the sandbox: a server that answers a purchase with a broken resource. Prism must turn
+    # it into a 500 and PrismWatch must name the property, or the tests above prove nothing.
+    async def broken(request: web.Request) -> web.Response:
+        del request
+        return web.json_response({"sid": "PN123", "beta": "yes"}, status=201)
+
+    app = web.Application()
+    app.router.add_post("/2010-04-01/Accounts/{sid}/IncomingPhoneNumbers.json", broken)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    try:
+        await web.TCPSite(runner, "127.0.0.1", prism_proxy.upstream_port).start()
+        watch = PrismWatch()
+        async with (
+            watch.session() as session,
+            TwilioNumbersClient(
+                "AC" + "0" * 32,
+                "token",
+                base_url=prism_proxy.url,
+                rate_limit=None,
+                retry=RetryPolicy.no_retries(),
+                session=session,
+            ) as client,
+        ):
+            with pytest.raises(PurchaseOutcomeUnknownError):
+                await client.purchase(NumberPurchase(area_code="500"))
+    finally:
+        await runner.cleanup()
+    assert watch.exchanges[0].status == 500
+    with pytest.raises(AssertionError) as caught:
+        watch.check()
+    message = str(caught.value)
+    assert "response.body.sid" in message
+    assert "pattern" in message
+    assert "response.body.beta" in message
+
+
+async def test_an_upstream_that_is_down_fails_naming_it(prism_proxy: PrismProxy) -> None:
+    watch = PrismWatch()
+    async with (
+        watch.session() as session,
+        TwilioNumbersClient(
+            "AC" + "0" * 32,
+            "token",
+            base_url=prism_proxy.url,
+            rate_limit=None,
+            retry=RetryPolicy.no_retries(),
+            session=session,
+        ) as client,
+    ):
+        with pytest.raises(PurchaseOutcomeUnknownError):
+            await client.purchase(NumberPurchase(area_code="500"))
+    with pytest.raises(AssertionError, match="ECONNREFUSED"):
+        watch.check()
