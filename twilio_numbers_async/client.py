@@ -13,7 +13,7 @@ import base64
 import functools
 import os
 import platform
-from collections.abc import AsyncIterable, AsyncIterator, Iterable, Mapping
+from collections.abc import AsyncGenerator, AsyncIterable, Iterable, Mapping
 from contextlib import AbstractAsyncContextManager
 from datetime import UTC, datetime
 from types import TracebackType
@@ -419,7 +419,7 @@ class TwilioNumbersClient:
         journal: str | os.PathLike[str] | None = None,
         account_sid: str | None = None,
         progress: BulkProgress | None = None,
-    ) -> AsyncIterator[PurchaseOutcome]:
+    ) -> AsyncGenerator[PurchaseOutcome, None]:
         """Buy many numbers, yielding one outcome each as it completes.
 
         See :func:`twilio_numbers_async.bulk.purchase_many`: streaming input, at most
