@@ -11,9 +11,10 @@ Everything public is importable from here; the modules behind it are private but
 
 from __future__ import annotations
 
+from ._journal import JournalError
 from ._purchase import PurchaseStats
 from ._version import VERSION as __version__  # noqa: N811 - the conventional name
-from .bulk import PurchaseOutcome
+from .bulk import BulkProgress, OutcomeStatus, PurchaseOutcome
 from .client import TwilioNumbersClient
 from .errors import (
     AuthenticationError,
@@ -43,15 +44,18 @@ from .retry import FailureKind, RetryEvent, RetryPolicy
 __all__ = [
     "AddressRequirement",
     "AuthenticationError",
+    "BulkProgress",
     "Capabilities",
     "EmergencyAddressStatus",
     "EmergencyStatus",
     "FailureKind",
     "HttpMethod",
     "IncomingPhoneNumber",
+    "JournalError",
     "Limiter",
     "MobileNumberPurchase",
     "NumberPurchase",
+    "OutcomeStatus",
     "PurchaseOutcome",
     "PurchaseOutcomeUnknownError",
     "PurchaseRequest",

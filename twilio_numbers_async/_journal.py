@@ -53,8 +53,9 @@ logger = logging.getLogger("twilio_numbers_async")
 _VERSION: Final = 1
 
 
-class JournalError(ValueError):
-    """The journal file can't be used: corrupt in the middle, or not a journal at all."""
+class JournalError(TwilioNumbersError, ValueError):
+    """The journal file can't be used: in use by another run, corrupt before its end, or not a
+    journal at all."""
 
 
 @attrs.define
