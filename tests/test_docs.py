@@ -174,7 +174,9 @@ async def run_with_sandbox(code: Any) -> None:
 
 @pytest.mark.usefixtures("loopback_only")
 @pytest.mark.parametrize("block", RUN, ids=str)
-def test_a_python_block_runs(block: Block) -> None:
+def test_a_python_block_runs(block: Block, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # A block may write files (a journal, a CSV) where a reader would: a directory of its own.
+    monkeypatch.chdir(tmp_path)
     code = compiled(block)
     try:
         if code.co_flags & inspect.CO_COROUTINE:
