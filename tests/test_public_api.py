@@ -1,11 +1,13 @@
 """The public surface: what ``__all__`` promises is exactly what is there, in order."""
 
 from __future__ import annotations
-import __future__
 
+import ast
 import importlib
+import inspect
 import pkgutil
-import types
+import subprocess
+import sys
 
 import pytest
 
@@ -20,13 +22,36 @@ MODULES = sorted(
 
 
 def test_the_package_exports_exactly_its_public_names() -> None:
-    public = {
-        name
-        for name, value in vars(twilio_numbers_async).items()
-        if not name.startswith("_")
-        and not isinstance(value, types.ModuleType | __future__._Feature)
+    exported = set(twilio_numbers_async.__all__) - {"__version__"}
+    homes = twilio_numbers_async._HOMES
+    assert set(homes) == exported
+    for name, home in homes.items():
+        module = importlib.import_module(f"twilio_numbers_async.{home}")
+        assert getattr(twilio_numbers_async, name) is getattr(module, name), name
+    assert set(dir(twilio_numbers_async)) >= exported
+
+
+def test_type_checkers_see_the_same_names_from_the_same_homes() -> None:
+    # The lazy __init__ lists its names three times: __all__, _HOMES, and the imports that
+    # type checkers read. They must agree.
+    tree = ast.parse(inspect.getsource(twilio_numbers_async))
+    block = next(
+        node
+        for node in tree.body
+        if isinstance(node, ast.If) and ast.unparse(node.test) == "TYPE_CHECKING"
+    )
+    imported = {
+        alias.name: (node.module or "")
+        for node in block.body
+        if isinstance(node, ast.ImportFrom)
+        for alias in node.names
     }
-    assert public == set(twilio_numbers_async.__all__) - {"__version__"}
+    assert imported == twilio_numbers_async._HOMES
+
+
+def test_an_unknown_name_is_an_attribute_error() -> None:
+    with pytest.raises(AttributeError, match="no attribute 'Nope'"):
+        twilio_numbers_async.Nope  # noqa: B018
 
 
 def test_the_design_contract_names_exist() -> None:
@@ -78,11 +103,21 @@ def _isort_style(name: str) -> tuple[int, str]:
     return (1 if name[:1].isupper() else 2), name
 
 
+def test_loading_the_pytest_plugin_imports_nothing_heavy() -> None:
+    """Every test run of a project with the library installed loads the plugin."""
+    code = (
+        "import sys; import twilio_numbers_async.pytest_plugin; "
+        "heavy = [m for m in ('aiohttp', 'cattrs', 'tenacity') if m in sys.modules]; "
+        "print(heavy); sys.exit(1 if heavy else 0)"
+    )
+    result = subprocess.run(  # noqa: S603 - our own interpreter, our own code
+        [sys.executable, "-c", code], capture_output=True, text=True, check=False
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
 def test_the_core_imports_no_extra() -> None:
     """Importing the library must not need rich (cli) or redis (redis)."""
-    import subprocess
-    import sys
-
     code = (
         "import sys; import twilio_numbers_async, twilio_numbers_async.sandbox; "
         "bad = [m for m in ('rich', 'redis', 'twilio_numbers_async.cli') if m in sys.modules]; "
