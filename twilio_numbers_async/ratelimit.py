@@ -102,20 +102,7 @@ class TokenBucket:
     _timer: asyncio.TimerHandle | None
 
     def __init__(self, rate: float, capacity: float | None = None) -> None:
-        rate = _finite("rate", rate, "tokens per second")
-        if rate <= 0:
-            raise ValueError(
-                f"rate must be greater than 0 tokens per second, got {rate!r}; "
-                "to stop all requests for a while, use pause() instead"
-            )
-        if capacity is None:
-            capacity = max(rate, 1.0)
-        capacity = _finite("capacity", capacity, "tokens")
-        if capacity < 1:
-            raise ValueError(
-                f"capacity must be at least 1 token, got {capacity!r}; a bucket that holds less "
-                "than one token could never admit a request (leave it out to default to rate)"
-            )
+        rate, capacity = _bucket_shape(rate, capacity)
         self._rate = rate
         self._capacity = capacity
         self._slack = rate * _EARLY
@@ -314,6 +301,29 @@ class TokenBucket:
                 return
             timer.cancel()
         self._timer = loop.call_at(when, self._on_timer, loop)
+
+
+def _bucket_shape(rate: object, capacity: object) -> tuple[float, float]:
+    """A bucket's ``rate`` and ``capacity``, checked, with the capacity's default filled in.
+
+    Shared with every token bucket of the library (the Redis one too), so that they accept
+    and refuse the same settings, with the same words.
+    """
+    rate = _finite("rate", rate, "tokens per second")
+    if rate <= 0:
+        raise ValueError(
+            f"rate must be greater than 0 tokens per second, got {rate!r}; "
+            "to stop all requests for a while, use pause() instead"
+        )
+    if capacity is None:
+        capacity = max(rate, 1.0)
+    capacity = _finite("capacity", capacity, "tokens")
+    if capacity < 1:
+        raise ValueError(
+            f"capacity must be at least 1 token, got {capacity!r}; a bucket that holds less "
+            "than one token could never admit a request (leave it out to default to rate)"
+        )
+    return rate, capacity
 
 
 def _finite(name: str, value: object, unit: str) -> float:

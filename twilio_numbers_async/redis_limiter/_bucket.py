@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any, Self
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
-from twilio_numbers_async.ratelimit import _bad_tokens, _finite
+from twilio_numbers_async.ratelimit import _bad_tokens, _bucket_shape
 
 from ._base import (
     _TICKET_GRACE,
@@ -80,20 +80,7 @@ class RedisTokenBucket(_RedisBacked):
         prefix: str = DEFAULT_PREFIX,
     ) -> None:
         super().__init__(redis, name=name, prefix=prefix)
-        rate = _finite("rate", rate, "tokens per second")
-        if rate <= 0:
-            raise ValueError(
-                f"rate must be greater than 0 tokens per second, got {rate!r}; "
-                "to stop all requests for a while, use pause() instead"
-            )
-        if capacity is None:
-            capacity = max(rate, 1.0)
-        capacity = _finite("capacity", capacity, "tokens")
-        if capacity < 1:
-            raise ValueError(
-                f"capacity must be at least 1 token, got {capacity!r}; a bucket that holds less "
-                "than one token could never admit a request (leave it out to default to rate)"
-            )
+        rate, capacity = _bucket_shape(rate, capacity)
         self._rate = rate
         self._capacity = capacity
         bucket = f"{self._base}:bucket"
