@@ -1,0 +1,89 @@
+"""The optional orjson path reads exactly what the standard library's json reads."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from twilio_numbers_async import ResponseParseError, _serde
+
+from .conftest import resource
+
+orjson = pytest.importorskip("orjson", reason="orjson (the [speedups] extra) is not installed")
+
+JSON = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers(min_value=-(2**80), max_value=2**80)
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(),
+    lambda children: (
+        st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=8), children, max_size=4)
+    ),
+    max_leaves=12,
+)
+
+
+@pytest.fixture
+def without_orjson(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(_serde, "_orjson_loads", None)
+
+
+def test_orjson_is_used_when_installed() -> None:
+    assert _serde._orjson_loads is orjson.loads
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.dictionaries(st.text(max_size=8), JSON, max_size=6))
+def test_any_object_reads_the_same(document: dict[str, Any]) -> None:
+    body = json.dumps(document).encode()
+    assert _serde._loads(body) == json.loads(body)
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b'{"big": 123456789012345678901234567890}',  # orjson would read a float
+        b'{"nan": NaN}',  # json reads it, orjson refuses it
+        b"\xef\xbb\xbf{}",  # a BOM: orjson refuses it, and json's error is the one reported
+        b'{"a": 1} trailing',
+        b"[1, 2]",
+        b"",
+    ],
+)
+def test_the_edge_cases_read_as_json_reads_them(body: bytes) -> None:
+    try:
+        expected: Any = json.loads(body)
+    except ValueError as error:
+        with pytest.raises(type(error)):
+            _serde._loads(body)
+    else:
+        assert _serde._loads(body) == expected
+
+
+@pytest.mark.usefixtures("without_orjson")
+def test_a_resource_parses_the_same_without_orjson() -> None:
+    body = json.dumps(resource(extra_property={"nested": [1.5, 2]})).encode()
+    without = _serde.parse_number(201, body)
+    assert without.extra == {"extra_property": {"nested": [1.5, 2]}}
+    assert without == _parse_with_orjson(body)
+
+
+@pytest.mark.usefixtures("without_orjson")
+def test_an_unreadable_body_fails_alike_without_orjson() -> None:
+    with pytest.raises(ResponseParseError) as without:
+        _serde.parse_number(201, b"{oops")
+    assert "not JSON" in without.value.reason
+
+
+def _parse_with_orjson(body: bytes) -> Any:
+    saved = _serde._orjson_loads
+    _serde._orjson_loads = orjson.loads
+    try:
+        return _serde.parse_number(201, body)
+    finally:
+        _serde._orjson_loads = saved
