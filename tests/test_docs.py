@@ -263,8 +263,6 @@ def test_the_error_table_lists_every_code_the_library_gives_a_hint_for() -> None
 
 
 LINK = re.compile(r"\]\((?P<target>[^)\s]+)\)")
-#: Linked before they exist: written by a benchmark run that is not part of the tests.
-PENDING = frozenset({ROOT / "benchmarks" / "RESULTS.md"})
 
 
 def anchors(path: Path) -> set[str]:
@@ -283,8 +281,6 @@ def test_the_relative_links_resolve(path: Path) -> None:
             continue  # https:, mailto:
         file, _, anchor = target.partition("#")
         linked = (path.parent / file).resolve() if file else path
-        if linked in PENDING:
-            continue
         if not linked.exists():
             broken.append(target)
             continue
