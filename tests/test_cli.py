@@ -269,6 +269,13 @@ def test_audit_finds_a_purchase_reported_but_never_sold_for_that_request() -> No
     assert found.untracked_purchases == ("b-other",)
 
 
+def test_an_unreadable_201_is_matched_by_its_sid() -> None:
+    # A ResponseParseError is a purchase: it names its SID, and no number.
+    unreadable = Claim("a", BOUGHT, "PN1", None)
+    assert audit([unreadable], [sold("a", "PN1")]).passed
+    assert audit([unreadable], [sold("a", "PN2")]).phantom_purchases == ("a",)
+
+
 def test_claim_of_an_outcome() -> None:
     request = NumberPurchase(area_code="415", friendly_name="demo-000001")
     number = IncomingPhoneNumber(sid="PN" + "1" * 32, phone_number="+14155550100")
@@ -564,6 +571,55 @@ async def test_bulk_with_refused_credentials_exits_2_before_buying(tmp_path: Pat
 
         assert run.code == cli.ExitCode.BAD_INPUT
         assert "refused the credentials" in run.stderr
+        assert posts(sandbox) == 0
+
+
+async def test_bulk_stopped_mid_run_reports_what_it_bought_and_exits_1(tmp_path: Path) -> None:
+    """Credentials that stop working after numbers were bought are no "bad input": the summary
+    shows the purchases, and the same command resumes once the credentials are fixed."""
+    rows = "".join(f",415,row-{i}\n" for i in range(40))
+    csv_file, journal = (
+        write(tmp_path, "phone_number,area_code,friendly_name\n" + rows),
+        (tmp_path / "j.jsonl"),
+    )
+    async with Sandbox(faults=Faults(latency=0.02)) as sandbox:
+        argv = ("bulk", str(csv_file), "--journal", str(journal), "--base-url", sandbox.url)
+        running = asyncio.create_task(
+            run_cli_async(*argv, "--json", "--concurrency", "2", env=sandbox_env(sandbox))
+        )
+        async with asyncio.timeout(30):
+            # The sandbox records purchases but signals none: look at its records.
+            while len(sandbox.purchases) < 3:  # noqa: ASYNC110
+                await asyncio.sleep(0.01)
+        token = sandbox.rotate_auth_token()
+        stopped = await running
+
+        assert stopped.code == cli.ExitCode.FAILED
+        report = json.loads(stopped.stdout)
+        assert report["purchased"] >= 3
+        assert report["purchased"] == len(sandbox.purchases)
+        assert "resume" in report["stopped"]
+
+        env = {**sandbox_env(sandbox), "TWILIO_AUTH_TOKEN": token}
+        resumed = await run_cli_async(*argv, "--json", env=env)
+        assert resumed.code == cli.ExitCode.OK
+        assert len(sandbox.purchases) == 40
+        assert len({p.friendly_name for p in sandbox.purchases}) == 40, "none bought twice"
+
+
+async def test_a_journal_in_the_way_or_an_unknown_account_exits_2(tmp_path: Path) -> None:
+    csv_file = write(tmp_path, "area_code\n415\n")
+    corrupt = write(tmp_path, '{"v":1,"kind":"intent","key":"a#0"}\nnot json\n{}\n', "j.jsonl")
+    async with Sandbox() as sandbox:
+        env = sandbox_env(sandbox)
+        base = ("bulk", str(csv_file), "--base-url", sandbox.url)
+        bad_journal = await run_cli_async(*base, "--journal", str(corrupt), env=env)
+        unknown_account = await run_cli_async(
+            *base, "--journal", str(tmp_path / "k.jsonl"), "--account-sid", "AC" + "f" * 32, env=env
+        )
+        assert (bad_journal.code, unknown_account.code) == (cli.ExitCode.BAD_INPUT,) * 2
+        assert "not a journal record" in bad_journal.stderr
+        assert "AC" + "f" * 32 in unknown_account.stderr
         assert posts(sandbox) == 0
 
 

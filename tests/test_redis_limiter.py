@@ -480,6 +480,27 @@ async def test_slots_are_capped_across_processes(semaphore: Make) -> None:
     assert one.held == 0
 
 
+async def test_a_waiter_behind_another_polls_rather_than_spins(
+    semaphore: Make, admin: Redis
+) -> None:
+    holder = await semaphore(limit=1)
+    first_in_line = await semaphore(limit=1, poll_interval=0.5)
+    behind = await semaphore(limit=1, poll_interval=0.05)
+    held = await holder.acquire()
+    ahead = asyncio.create_task(first_in_line.acquire())
+    await asyncio.sleep(0.05)  # its ticket is queued first
+    waiting = asyncio.create_task(behind.acquire())
+    await asyncio.sleep(0.05)
+    # A slot is free now, but the first in line won't look for up to 0.5 s: the one behind it
+    # must keep polling at its interval in the meantime, not ask Redis again at once.
+    await holder.release(held)
+    before = await eval_calls(admin)
+    await asyncio.sleep(0.3)
+    assert await eval_calls(admin) - before < 20  # ~6 polls; a spinning waiter makes hundreds
+    await first_in_line.release(await asyncio.wait_for(ahead, 2))
+    await behind.release(await asyncio.wait_for(waiting, 2))
+
+
 async def test_a_local_release_wakes_a_local_waiter_at_once(semaphore: Make) -> None:
     slots = await semaphore(limit=1, poll_interval=5.0)
     holder = await slots.acquire()

@@ -20,7 +20,7 @@ from typing import Any, Final
 import attrs
 
 from ._console import Output
-from ._csv import check_csv, read_requests
+from ._csv import CsvError, check_csv, read_requests
 from ._demo import DemoReport, DemoSettings, run_demo
 from ._fields import build_request, optional_fields
 from ._serde import number_to_json
@@ -28,7 +28,7 @@ from ._sids import redact_url
 from ._tally import Tally, brief, failure_reason, one_line
 from .bulk import OutcomeStatus, PurchaseOutcome
 from .client import TwilioNumbersClient
-from .errors import AuthenticationError
+from .errors import AuthenticationError, TwilioApiError
 from .models import IncomingPhoneNumber, MobileNumberPurchase, PurchaseRequest
 from .sandbox import Sandbox
 
@@ -186,6 +186,8 @@ class _BulkRun:
     #: (row, outcome) of every outcome not bought, or bought but not readable.
     attention: list[tuple[int, PurchaseOutcome]] = attrs.Factory(list)
     elapsed: float = 0.0
+    #: Why the run stopped before the end of the file, if it did.
+    stopped: str | None = None
 
 
 async def bulk(args: Namespace, out: Output) -> bool:
@@ -215,24 +217,39 @@ async def bulk(args: Namespace, out: Output) -> bool:
             concurrency=args.concurrency,
             journal=args.journal,
             account_sid=args.account_sid,
+            progress=run.tally.progress,
         )
         with out.progress(total, "Buying") as show:
-            async with contextlib.aclosing(outcomes):
-                async for outcome in outcomes:
-                    _take(run, rows.pop(outcome.index), outcome)
-                    show(run.tally.progress)
+            try:
+                async with contextlib.aclosing(outcomes):
+                    async for outcome in outcomes:
+                        _take(run, rows.pop(outcome.index), outcome)
+                        show(run.tally.progress)
+            except (AuthenticationError, OSError, CsvError) as exc:
+                if not run.tally.progress.started:
+                    raise  # nothing taken yet, so nothing bought: bad input, as before
+                # Numbers may have been bought: report them, and say the journal resumes.
+                run.stopped = f"{one_line(exc)}; fix it and run the same command to resume"
         run.elapsed = time.perf_counter() - started
     if out.json_mode:
         out.json(_bulk_json(args, total, run))
     else:
         _show_bulk(out, args, total, run)
-    return not (run.tally.progress.failed or run.tally.progress.unknown)
+    return not (run.stopped or run.tally.progress.failed or run.tally.progress.unknown)
 
 
 async def _check_credentials(client: TwilioNumbersClient, account_sid: str | None) -> None:
-    # A wrong token would otherwise fail every row, and each failure would be journaled as
-    # done: a rerun never sends a journaled row again. One read costs nothing.
-    await client.find_incoming_phone_number(_PROBE_NUMBER, account_sid=account_sid)
+    # A wrong token or account would otherwise fail every row. One read costs nothing, and
+    # refused, it means bad input: nothing was bought.
+    try:
+        await client.find_incoming_phone_number(_PROBE_NUMBER, account_sid=account_sid)
+    except AuthenticationError:
+        raise  # mapped to bad input, with the credentials' variables named
+    except TwilioApiError as exc:
+        account = account_sid or client.account_sid
+        raise UsageError(
+            f"Twilio refused to list the numbers of {account}: {one_line(exc)}"
+        ) from exc
 
 
 def _take(run: _BulkRun, row: int, outcome: PurchaseOutcome) -> None:
@@ -260,6 +277,7 @@ def _bulk_json(args: Namespace, total: int, run: _BulkRun) -> dict[str, Any]:
         "unknown_rows": [row for row in rows if row["status"] == OutcomeStatus.UNKNOWN],
         "failed_rows": [row for row in rows if row["status"] == OutcomeStatus.FAILED],
         "journal": os.fspath(args.journal),
+        "stopped": run.stopped,
         "elapsed_s": round(run.elapsed, 3),
     }
 
@@ -298,6 +316,8 @@ def _show_bulk(out: Output, args: Namespace, total: int, run: _BulkRun) -> None:
         ("elapsed", f"{run.elapsed:.2f} s", ""),
     ]
     out.table("Bulk purchase", rows)
+    if run.stopped is not None:
+        out.line(f"Stopped before the end of the file: {run.stopped}.")
     attention = sorted(run.attention, key=_by_row)
     if attention:
         out.table(

@@ -137,6 +137,13 @@ class Audit:
         return not (self.double_purchases or self.untracked_purchases or self.phantom_purchases)
 
 
+def _matches(claim: Claim, purchase: PurchaseRecord) -> bool:
+    # An unreadable 201 (ResponseParseError) names its SID but no number: the SID must do.
+    if claim.phone_number is None:
+        return purchase.sid == claim.sid
+    return (purchase.sid, purchase.phone_number) == (claim.sid, claim.phone_number)
+
+
 def audit(claims: Iterable[Claim], purchases: Iterable[PurchaseRecord]) -> Audit:
     """Hold the caller's claims against the sandbox's record of what it sold. Pure."""
     sold: defaultdict[str, list[PurchaseRecord]] = defaultdict(list)
@@ -153,10 +160,7 @@ def audit(claims: Iterable[Claim], purchases: Iterable[PurchaseRecord]) -> Audit
         for claim in by_tag.values()
         if claim.status is OutcomeStatus.BOUGHT
         and claim.sid is not None
-        and not any(
-            (p.sid, p.phone_number) == (claim.sid, claim.phone_number)
-            for p in sold.get(claim.tag, ())
-        )
+        and not any(_matches(claim, p) for p in sold.get(claim.tag, ()))
     ]
     return Audit(
         double_purchases=tuple(sorted(name for name, sales in sold.items() if len(sales) > 1)),
@@ -261,7 +265,9 @@ async def run_demo(
         )
         async with client:
             started = loop.time()
-            outcomes = client.purchase_many(requests, concurrency=settings.concurrency)
+            outcomes = client.purchase_many(
+                requests, concurrency=settings.concurrency, progress=tally.progress
+            )
             async with contextlib.aclosing(outcomes):
                 async for outcome in outcomes:
                     tally.add(outcome)

@@ -39,11 +39,11 @@ def brief(error: TwilioNumbersError) -> str:
 class Tally:
     """What a run has done so far: outcomes by status, failures by reason, retries and 429s.
 
-    Feed it every outcome with :meth:`add`, and give :meth:`on_retry` to the client as its
-    ``on_retry`` hook.
+    Give :attr:`progress` to ``purchase_many(progress=...)``, which keeps it, feed every outcome
+    to :meth:`add`, and give :meth:`on_retry` to the client as its ``on_retry`` hook.
     """
 
-    #: Bought, failed, unknown, and how many came from a journal.
+    #: Taken, bought, failed, unknown, and how many came from a journal: kept by purchase_many.
     progress: BulkProgress = attrs.Factory(BulkProgress)
     #: Failed outcomes by :func:`failure_reason`.
     failed_by_reason: Counter[str] = attrs.Factory(Counter)
@@ -57,8 +57,7 @@ class Tally:
     rate_limited: int = 0
 
     def add(self, outcome: PurchaseOutcome) -> None:
-        """Count one outcome."""
-        self.progress.count(outcome)
+        """Count one outcome (``progress`` has counted it already)."""
         self.reconciled += outcome.reconciled
         if outcome.status is OutcomeStatus.FAILED:
             reason = failure_reason(outcome.error)

@@ -128,6 +128,10 @@ def _describe(exc: Exception) -> tuple[ExitCode, str]:
         return ExitCode.BAD_INPUT, f"{_option(exc.field)}: {exc.reason}"
     if isinstance(exc, CsvError):
         return ExitCode.BAD_INPUT, f"{exc}\nnothing was bought: fix the file and run again"
+    if isinstance(
+        exc, JournalError
+    ):  # before TwilioNumbersError: it is one, raised before any purchase
+        return ExitCode.BAD_INPUT, one_line(exc)
     if isinstance(exc, TwilioNumbersError):
         return ExitCode.FAILED, one_line(exc)
     return ExitCode.BAD_INPUT, one_line(exc)

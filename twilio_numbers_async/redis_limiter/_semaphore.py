@@ -201,7 +201,10 @@ class RedisSemaphore(_RedisBacked):
                     if granted:
                         break
                     queued = True
-                    delay = min(self._poll_interval, wait_us / 1e6)
+                    # No wait means a slot is free but an earlier ticket, another process's,
+                    # comes first: give it a poll interval to claim it, rather than ask again
+                    # at once, and again, until it does.
+                    delay = min(self._poll_interval, wait_us / 1e6) or self._poll_interval
                     with contextlib.suppress(TimeoutError):
                         async with asyncio.timeout(delay + _jitter(delay)):
                             await self._released.wait()

@@ -64,6 +64,14 @@ class Accounts:
         self._secrets[sid] = secret
         return sid, secret
 
+    def rotate_auth_token(self) -> str:
+        """Replace the main account's auth token, as Twilio's console does: the old one stops
+        working at once. Returns the new one."""
+        token = self._ids.hex32()
+        self._secrets[self.main] = token
+        self._accepted.clear()  # headers holding the old token must be checked again, and fail
+        return token
+
     def secret(self, sid: str) -> str:
         """The auth token of the main account, or the secret of an API key."""
         return self._secrets[sid]

@@ -15,7 +15,7 @@ from urllib.parse import parse_qsl
 
 import attrs
 
-from twilio_numbers_async._sids import check_e164, check_url
+from twilio_numbers_async._sids import check_e164, check_sid, check_url
 from twilio_numbers_async.errors import RequestValidationError
 
 from ._errors import ApiError, shown
@@ -48,15 +48,7 @@ class Rule:
     choices: tuple[str, ...] = ()
     max_length: int | None = None
 
-    @property
-    def pattern(self) -> re.Pattern[str] | None:
-        """The SID's regular expression, for ``kind == "sid"``."""
-        return _SID_PATTERNS.get(self.prefix) if self.prefix else None
 
-
-_SID_PATTERNS: Final = {
-    prefix: re.compile(f"{prefix}[0-9a-fA-F]{{32}}") for prefix in ("AD", "AP", "BU", "RI", "TK")
-}
 _METHOD: Final = Rule("enum", choices=("GET", "POST"))
 _URI: Final = Rule("uri")
 
@@ -168,9 +160,7 @@ def _check(key: str, value: str, rule: Rule) -> Value:
             raise _invalid(key, f"is {len(value)} characters long; at most {rule.max_length}")
         return value
     if kind == "sid":
-        if rule.pattern is None or not rule.pattern.fullmatch(value):
-            raise _invalid(key, f"must be {rule.prefix} followed by 32 hexadecimal digits")
-        return value
+        return _check_sid(key, value, rule.prefix or "")
     if kind == "enum":
         if value not in rule.choices:
             raise _invalid(key, f"must be one of {', '.join(rule.choices)}")
@@ -184,6 +174,13 @@ def _check(key: str, value: str, rule: Rule) -> Value:
     if kind == "phone":
         return _check_phone(key, value)
     return _check_area_code(key, value)
+
+
+def _check_sid(key: str, value: str, prefix: str) -> str:
+    try:
+        return check_sid(key, value, prefix)
+    except RequestValidationError:
+        raise _invalid(key, f"must be {prefix} followed by 32 hexadecimal digits") from None
 
 
 def _check_uri(key: str, value: str) -> str:

@@ -170,6 +170,13 @@ class Sandbox:
         """A new subaccount that the main credentials may act on; returns its ``AC...`` SID."""
         return self._accounts.add_subaccount()
 
+    def rotate_auth_token(self) -> str:
+        """Give the main account a new auth token; the old one is refused from now on (401).
+
+        For testing what a program does when its credentials stop working mid-run.
+        """
+        return self._accounts.rotate_auth_token()
+
     def add_api_key(self) -> tuple[str, str]:
         """A new API key: ``(SK sid, secret)``, accepted as Basic auth for the main account
         and its subaccounts."""
