@@ -7,7 +7,7 @@ clock: no test sleeps.
 from __future__ import annotations
 
 import asyncio
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import aiohttp
@@ -25,6 +25,7 @@ from twilio_numbers_async import (
     TwilioApiError,
     TwilioNumbersClient,
 )
+from twilio_numbers_async._serde import parse_retry_after
 from twilio_numbers_async.errors import (
     AuthenticationError,
     RequestValidationError,
@@ -103,6 +104,11 @@ def test_backoff_is_full_jitter_under_an_exponential_ceiling() -> None:
     assert [round(top.backoff(n), 3) for n in range(1, 7)] == [0.5, 1.0, 2.0, 4.0, 4.0, 4.0]
     bottom = RetryPolicy(random=lambda: 0.0)
     assert bottom.backoff(3) == 0.0
+
+
+@pytest.mark.parametrize("value", ["inf", "-inf", "nan", "1e999", "soon", ""])
+def test_a_retry_after_that_is_no_wait_is_ignored(value: str) -> None:
+    assert parse_retry_after(value, now=datetime.now(UTC)) is None
 
 
 def test_retry_after_is_honoured_even_above_max_delay() -> None:
@@ -428,3 +434,33 @@ async def test_cancelling_a_purchase_cancels_it_cleanly(
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
             await task
+
+
+async def test_a_429_that_ends_the_retries_still_pauses_everyone(
+    fake_time: FakeTime, twilio: MockTwilio
+) -> None:
+    limiter = RecordingLimiter()
+    twilio.post(
+        NUMBERS_URL, status=429, payload=twilio_error(20429, 429), headers={"Retry-After": "30"}
+    )
+    async with make_client(
+        fake_time, rate_limit=limiter, retry=fake_time.policy(max_elapsed=2)
+    ) as client:
+        with pytest.raises(RateLimitedError):
+            await client.purchase(ANY_IN_415)
+    assert limiter.pauses == [30.0], "the others must wait what Twilio asked, though this gave up"
+
+
+async def test_one_look_up_per_unknown_outcome_not_per_retry(
+    fake_time: FakeTime, twilio: MockTwilio
+) -> None:
+    twilio.post(NUMBERS_URL, status=500, payload=twilio_error(20500, 500))
+    twilio.get(FIND_URL, payload=page(), repeat=True)
+    twilio.post(NUMBERS_URL, status=429, payload=twilio_error(20429, 429))
+    twilio.post(NUMBERS_URL, status=429, payload=twilio_error(20429, 429))
+    twilio.post(NUMBERS_URL, status=201, payload=resource())
+    async with make_client(fake_time) as client:
+        await client.purchase(GIVEN)
+    # 429s say nothing was processed: after the one look-up, nothing new to look for.
+    assert len(twilio.sent("GET", FIND_URL)) == 1
+    assert len(twilio.sent("POST", NUMBERS_URL)) == 4

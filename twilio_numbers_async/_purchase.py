@@ -63,6 +63,9 @@ class PurchaseStats:
     reconciled: bool = False
     #: Retries that followed a 429.
     rate_limited: int = 0
+    #: Whether some attempt's outcome was unknown: Twilio may yet show the number bought, even
+    #: when every look-up so far found nothing.
+    in_doubt: bool = False
 
 
 @attrs.define
@@ -152,6 +155,10 @@ class Retrier:
                     except TwilioNumbersError as error:
                         raise decide(error) from None
         except Retryable as last:
+            if isinstance(last.error, RateLimitedError) and self.limiter is not None:
+                # No retry follows, so before_sleep never paused for this 429: everyone else
+                # sharing the limiter must still back off.
+                self.limiter.pause(self.policy.delay_for(last.error, 1))
             return await give_up(last)
         raise AssertionError("unreachable: tenacity either returns or raises")
 
@@ -203,17 +210,23 @@ class _PurchaseRun:
     post: Callable[[], Awaitable[IncomingPhoneNumber]]
     find: Callable[[str], Awaitable[IncomingPhoneNumber | None]]
     stats: PurchaseStats
-    #: Why the latest attempt's outcome is unknown; while set, a look-up precedes any POST.
-    uncertain: BaseException | None = None
+    #: Why an attempt's outcome is unknown, once one is: kept to the end, for the 21422 rule,
+    #: the last look-up, and as the cause of a PurchaseOutcomeUnknownError.
+    doubted: BaseException | None = None
+    #: Whether a look-up must come before the next POST: an unknown outcome since the last
+    #: look-up. A look-up that finds nothing clears it; a later 21422 still looks again.
+    look_first: bool = False
 
     async def attempt(self) -> IncomingPhoneNumber:
-        if self.uncertain is not None and (found := await self.reconcile()) is not None:
-            return found
+        if self.look_first:
+            if (found := await self.reconcile()) is not None:
+                return found
+            self.look_first = False
         self.stats.attempts += 1
         try:
             return await self.post()
         except TwilioApiError as error:
-            if error.code != _NOT_AVAILABLE or self.uncertain is None:
+            if error.code != _NOT_AVAILABLE or self.doubted is None:
                 raise
             # Most likely our own earlier attempt bought it.
             if (found := await self.reconcile()) is None:
@@ -236,23 +249,27 @@ class _PurchaseRun:
             raise PurchaseOutcomeUnknownError(
                 self.request, cause, account_sid=self.account_sid
             ) from cause
-        self.uncertain = cause
+        self.doubted = cause
+        self.look_first = True
+        self.stats.in_doubt = True
 
     async def give_up(self, last: Retryable) -> IncomingPhoneNumber:
         # Out of attempts, but an attempt of unknown outcome may still have bought it.
-        if self.uncertain is not None and (found := await self.reconcile()) is not None:
+        if self.doubted is not None and (found := await self.reconcile()) is not None:
             return found
         raise last.error
 
     async def reconcile(self) -> IncomingPhoneNumber | None:
         """The number if the account owns it now; raises if the look-up itself fails."""
-        assert self.uncertain is not None  # noqa: S101 - only called after an unknown outcome
-        assert self.request.phone_number is not None  # noqa: S101 - decide() saw to that
+        assert self.doubted is not None  # noqa: S101 - only called after an unknown outcome
+        assert self.request.phone_number is not None  # noqa: S101 - doubt() saw to that
         try:
             found = await self.find(self.request.phone_number)
-        except TwilioNumbersError as exc:
+        except Exception as exc:
+            # Whatever stopped the look-up (Twilio, the network, a client closed meanwhile),
+            # the purchase may have happened: that, not the look-up's failure, is the news.
             raise PurchaseOutcomeUnknownError(
-                self.request, self.uncertain, account_sid=self.account_sid
+                self.request, self.doubted, account_sid=self.account_sid
             ) from exc
         if found is not None:
             self.stats.reconciled = True

@@ -16,6 +16,7 @@ import enum
 import functools
 import importlib
 import json
+import math
 import re
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime, timedelta, timezone
@@ -121,9 +122,12 @@ def parse_retry_after(value: str | None, *, now: datetime) -> float | None:
         return None
     value = value.strip()
     try:
-        return max(0.0, float(value))
+        seconds = float(value)
     except ValueError:
         pass
+    else:
+        # "inf", "nan" and "1e999" are floats to Python, and no wait a server can mean.
+        return max(0.0, seconds) if math.isfinite(seconds) else None
     try:
         when = parse_rfc2822(value)
     except ValueError:

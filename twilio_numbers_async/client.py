@@ -37,7 +37,14 @@ from ._serde import (
     parse_number_page,
     parse_retry_after,
 )
-from ._sids import check_count, check_e164, check_sid, check_text, is_loopback_host
+from ._sids import (
+    check_count,
+    check_e164,
+    check_sid,
+    check_text,
+    is_loopback_host,
+    redact_url,
+)
 from ._version import VERSION
 from .errors import (
     AuthenticationError,
@@ -409,7 +416,12 @@ class TwilioNumbersClient:
                     return number
             if next_page is None:
                 return None
-            url = urljoin(self._base_url, next_page)
+            # Twilio's next_page_uri is a path from the API's root: keep a base_url's own path.
+            url = (
+                f"{self._base_url}{next_page}"
+                if next_page.startswith("/")
+                else urljoin(self._base_url, next_page)
+            )
 
     def purchase_many(
         self,
@@ -622,7 +634,8 @@ def _resolve_base_url(base_url: str | None, edge: str | None, region: str | None
     check_text("base_url", base_url)
     parts = urlsplit(base_url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ValueError(f"base_url must be an absolute http(s) URL, not {base_url!r}")
+        shown = redact_url(base_url)
+        raise ValueError(f"base_url must be an absolute http(s) URL, not {shown!r}")
     if parts.username or parts.password or parts.query or parts.fragment:
         raise ValueError("base_url takes a scheme, a host and a path: no credentials or query")
     if parts.scheme == "http" and not is_loopback_host(parts.hostname):
