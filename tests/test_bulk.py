@@ -12,25 +12,45 @@ from typing import Any
 import pytest
 
 from twilio_numbers_async import (
+    IncomingPhoneNumber,
     MobileNumberPurchase,
     NumberPurchase,
     PurchaseOutcome,
     PurchaseOutcomeUnknownError,
     PurchaseRequest,
+    PurchaseStats,
     TwilioApiError,
     TwilioNumbersClient,
 )
 from twilio_numbers_async._journal import Journal
 from twilio_numbers_async._serde import encode_form
-from twilio_numbers_async.bulk import BulkProgress, OutcomeStatus
+from twilio_numbers_async.bulk import BulkProgress, OutcomeStatus, purchase_many
 
-from .conftest import MOBILE_URL, NUMBERS_URL, MockTwilio, page, resource, twilio_error
+from .conftest import (
+    ACCOUNT_SID,
+    AUTH_TOKEN,
+    MOBILE_URL,
+    NUMBERS_URL,
+    FakeTime,
+    MockTwilio,
+    page,
+    resource,
+    twilio_error,
+)
 
 FIND = NUMBERS_URL + "?PhoneNumber=%2B1{}&PageSize=50"
 
 
 async def collect(iterator: AsyncIterator[PurchaseOutcome]) -> list[PurchaseOutcome]:
     return [outcome async for outcome in iterator]
+
+
+async def collect_into(
+    seen: list[PurchaseOutcome], iterator: AsyncIterator[PurchaseOutcome]
+) -> None:
+    """Collect into ``seen``, keeping what was yielded before an error."""
+    async for outcome in iterator:
+        seen.append(outcome)  # noqa: PERF401 - a comprehension would lose them to the error
 
 
 def by_index(outcomes: list[PurchaseOutcome]) -> list[PurchaseOutcome]:
@@ -342,3 +362,103 @@ async def test_a_bad_account_is_refused_before_the_journal_is_touched(
         )
     assert not journal.exists()
     assert twilio.requests == {}
+
+
+# --- what the input and the unforeseen can do -------------------------------------------------
+
+
+async def test_a_none_in_the_input_is_refused_not_taken_for_its_end(
+    client: TwilioNumbersClient, twilio: MockTwilio
+) -> None:
+    twilio.post(NUMBERS_URL, status=201, payload=resource(), repeat=True)
+    seen: list[PurchaseOutcome] = []
+    with_none: list[Any] = [NumberPurchase(area_code="500"), None, NumberPurchase(area_code="500")]
+    with pytest.raises(TypeError, match=r"requests\[1\] is a NoneType"):
+        await collect_into(seen, client.purchase_many(with_none, concurrency=1))
+    assert [o.index for o in seen] == [0]
+
+
+async def test_a_failing_input_lets_what_is_in_flight_finish_first(
+    client: TwilioNumbersClient, twilio: MockTwilio
+) -> None:
+    release = asyncio.Event()
+
+    async def slow(url: Any, **kwargs: Any) -> None:
+        await release.wait()
+
+    def requests() -> Iterator[PurchaseRequest]:
+        yield NumberPurchase(area_code="212")
+        yield NumberPurchase(area_code="312")
+        release.set()
+        raise ValueError("the CSV reader broke")
+
+    twilio.post(NUMBERS_URL, status=201, payload=resource(), callback=slow, repeat=True)
+    seen: list[PurchaseOutcome] = []
+    with pytest.raises(ValueError, match="the CSV reader broke"):
+        await collect_into(seen, client.purchase_many(requests(), concurrency=4))
+    assert sorted(o.index for o in seen) == [0, 1], "both purchases were reported"
+    assert all(o.ok for o in seen)
+
+
+async def test_a_job_failing_unforeseen_after_its_post_is_reported_unknown() -> None:
+    class Breaking:
+        account_sid = "AC" + "0" * 32
+
+        async def purchase_tracked(
+            self, request: PurchaseRequest, stats: PurchaseStats, **kwargs: Any
+        ) -> IncomingPhoneNumber:
+            stats.attempts += 1  # the POST went out...
+            raise RuntimeError("...and then something broke")
+
+    outcomes = await collect(purchase_many(Breaking(), [NumberPurchase(area_code="415")]))
+    assert [o.status for o in outcomes] == [OutcomeStatus.UNKNOWN]
+    error = outcomes[0].error
+    assert isinstance(error, PurchaseOutcomeUnknownError)
+    assert isinstance(error.cause, RuntimeError)
+
+
+async def test_a_failure_in_doubt_is_looked_up_before_the_next_run_sends_it(
+    fake_time: FakeTime, twilio: MockTwilio, tmp_path: Path
+) -> None:
+    journal = tmp_path / "buy.jsonl"
+    request = NumberPurchase(phone_number="+15005550006")
+    find = FIND.format("5005550006")
+    # First run: 500s until the attempts run out; the look-ups find nothing: failed.
+    twilio.post(NUMBERS_URL, status=500, payload=twilio_error(20500, 500), repeat=True)
+    twilio.get(find, payload=page(), repeat=True)
+    async with TwilioNumbersClient(
+        ACCOUNT_SID, AUTH_TOKEN, rate_limit=None, retry=fake_time.policy(max_attempts=2)
+    ) as first_client:
+        (first,) = await collect(first_client.purchase_many([request], journal=journal))
+    assert first.status is OutcomeStatus.FAILED
+    # It was bought after all, and shows up late: the next run looks first, then its POST is
+    # refused 21422, which a second look-up reads as ours.
+    twilio.clear()
+    twilio.get(find, payload=page())
+    twilio.post(NUMBERS_URL, status=400, payload=twilio_error(21422))
+    twilio.get(find, payload=page(resource()))
+    async with TwilioNumbersClient(
+        ACCOUNT_SID, AUTH_TOKEN, rate_limit=None, retry=fake_time.policy()
+    ) as second_client:
+        (second,) = await collect(second_client.purchase_many([request], journal=journal))
+    assert (second.status, second.reconciled, second.from_journal) == (
+        OutcomeStatus.BOUGHT,
+        True,
+        False,
+    )
+
+
+async def test_the_journal_has_the_intent_before_the_post_and_the_outcome_before_the_yield(
+    client: TwilioNumbersClient, twilio: MockTwilio, tmp_path: Path
+) -> None:
+    journal = tmp_path / "buy.jsonl"
+
+    def kinds() -> list[str]:
+        return [json.loads(line)["kind"] for line in journal.read_text().splitlines()]
+
+    async def check_intent(url: Any, **kwargs: Any) -> None:
+        assert kinds() == ["intent"], "the intent is on disk before the POST is sent"
+
+    twilio.post(NUMBERS_URL, status=201, payload=resource(), callback=check_intent)
+    async for _ in client.purchase_many([NumberPurchase(area_code="500")], journal=journal):
+        assert kinds() == ["intent", "outcome"], "the outcome is on disk before it is yielded"

@@ -203,10 +203,15 @@ def test_demo_ctrl_c_exits_130() -> None:
         text=True,
         env=clean_env(),
     )
-    assert process.stdout is not None
-    assert process.stdout.readline().startswith("Buying")  # the purchase is under way
-    process.send_signal(signal.SIGINT)
-    _, stderr = process.communicate(timeout=30)
+    try:
+        assert process.stdout is not None
+        assert process.stdout.readline().startswith("Buying")  # the purchase is under way
+        process.send_signal(signal.SIGINT)
+        _, stderr = process.communicate(timeout=30)
+    finally:  # never leave a demo of 5,000 purchases running behind a failed assertion
+        if process.poll() is None:
+            process.kill()
+            process.communicate()
 
     assert process.returncode == cli.ExitCode.INTERRUPTED
     assert "interrupted" in stderr
@@ -641,24 +646,29 @@ async def test_sandbox_command_serves_until_stopped(stop: signal.Signals) -> Non
         stderr=asyncio.subprocess.PIPE,
         env=clean_env(),
     )
-    assert process.stdout is not None
-    banner = await read_until(process.stdout, "export TWILIO_AUTH_TOKEN=")
-    settings = dict(
-        line.strip().removeprefix("export ").split("=", 1)
-        for line in banner
-        if line.strip().startswith("export ")
-    )
-    url = banner[0].split()[3]
+    try:
+        assert process.stdout is not None
+        banner = await read_until(process.stdout, "export TWILIO_AUTH_TOKEN=")
+        settings = dict(
+            line.strip().removeprefix("export ").split("=", 1)
+            for line in banner
+            if line.strip().startswith("export ")
+        )
+        url = banner[0].split()[3]
 
-    async with TwilioNumbersClient(
-        settings["TWILIO_ACCOUNT_SID"], settings["TWILIO_AUTH_TOKEN"], base_url=url
-    ) as client:
-        number = await client.create_incoming_phone_number(area_code="415")
-    assert number.phone_number is not None
-    assert number.phone_number.startswith("+1415")
+        async with TwilioNumbersClient(
+            settings["TWILIO_ACCOUNT_SID"], settings["TWILIO_AUTH_TOKEN"], base_url=url
+        ) as client:
+            number = await client.create_incoming_phone_number(area_code="415")
+        assert number.phone_number is not None
+        assert number.phone_number.startswith("+1415")
 
-    process.send_signal(stop)
-    stdout, stderr = await asyncio.wait_for(process.communicate(), timeout=30)
+        process.send_signal(stop)
+        stdout, stderr = await asyncio.wait_for(process.communicate(), timeout=30)
+    finally:  # a failed assertion must not leave a sandbox serving for ever
+        if process.returncode is None:
+            process.kill()
+            await process.communicate()
     assert process.returncode == 0, stderr
     assert b"Sandbox stopped." in stdout
 

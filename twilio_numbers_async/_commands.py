@@ -200,6 +200,10 @@ async def bulk(args: Namespace, out: Output) -> bool:
 
     def requests() -> Iterator[PurchaseRequest]:
         for index, (row, request) in enumerate(read_requests(args.file)):
+            if run.stopped is not None:
+                # Ending the input, rather than closing the run, lets what is in flight finish
+                # and be journaled: a purchase cut off mid-way would stay "unknown" for good.
+                return
             rows[index] = row
             yield request
 
@@ -225,7 +229,7 @@ async def bulk(args: Namespace, out: Output) -> bool:
                     async for outcome in outcomes:
                         _take(run, rows.pop(outcome.index), outcome)
                         show(run.tally.progress)
-            except (AuthenticationError, OSError, CsvError) as exc:
+            except (OSError, CsvError) as exc:
                 if not run.tally.progress.started:
                     raise  # nothing taken yet, so nothing bought: bad input, as before
                 # Numbers may have been bought: report them, and say the journal resumes.
@@ -253,9 +257,10 @@ async def _check_credentials(client: TwilioNumbersClient, account_sid: str | Non
 
 
 def _take(run: _BulkRun, row: int, outcome: PurchaseOutcome) -> None:
-    if isinstance(outcome.error, AuthenticationError):
-        # The credentials stopped working mid-run: stop before every other row fails too.
-        raise outcome.error
+    if isinstance(outcome.error, AuthenticationError) and run.stopped is None:
+        # The credentials stopped working mid-run: take no more rows (the journal resends
+        # these, which Twilio never processed).
+        run.stopped = f"{one_line(outcome.error)}; fix it and run the same command to resume"
     run.tally.add(outcome)
     if outcome.number is None:
         run.attention.append((row, outcome))

@@ -12,7 +12,8 @@ sees it. So after a crash, a key with an outcome is done (whatever the outcome, 
 included: it is never sent again), and a key with only an intent was in flight and must be
 reconciled, not repeated. The one exception is an outcome marked ``"resend": true``: a failure
 Twilio certainly never processed (bad credentials, a 429 or a refused connection that outlasted
-the retries, a given number looked up and not found), which a later run may simply try again.
+the retries, a given number looked up and not found), which a later run may try again: as new,
+or, marked ``"in_doubt": true`` too (an attempt's outcome was unknown), as if still in flight.
 
 A request's key is a hash of its account, endpoint and form, plus how many identical requests came
 before it in the input: two identical ``area_code`` requests are two purchases, and reordering
@@ -193,7 +194,10 @@ class Journal:
 
 def _settle(entries: dict[str, _Entry], key: str, record: dict[str, Any], offset: int) -> None:
     """Index an outcome record found at ``offset``."""
-    if record.get("resend"):
+    if record.get("in_doubt"):
+        # Sent again by the next run, but looked up first, as if it were still in flight.
+        entries[key] = _Entry()
+    elif record.get("resend"):
         # Never processed by Twilio: for the next run, as if it had never been tried.
         entries.pop(key, None)
     else:

@@ -16,8 +16,8 @@ from __future__ import annotations
 import asyncio
 import enum
 import os
-from collections.abc import AsyncGenerator, AsyncIterable, Iterable
-from typing import Any, Protocol
+from collections.abc import AsyncGenerator, AsyncIterable, AsyncIterator, Iterable
+from typing import Any, Final, Protocol
 
 import attrs
 
@@ -57,7 +57,8 @@ class PurchaseOutcome:
     request: PurchaseRequest
     number: IncomingPhoneNumber | None = None
     error: TwilioNumbersError | None = None
-    #: POSTs sent for it (0 when it was settled by a look-up or read from the journal).
+    #: POSTs sent for it (0 when it was settled by a look-up alone; from the journal, the
+    #: count the earlier run recorded).
     attempts: int = 0
     #: Whether the number was found on the account after an attempt of unknown outcome.
     reconciled: bool = False
@@ -152,7 +153,10 @@ async def purchase_many(
 
     Close the generator early (``aclose()``, or ``break`` inside ``async with
     contextlib.aclosing(...)``) or cancel its task to stop: purchases in flight are cancelled
-    and awaited before it returns, and the journal stays consistent.
+    and awaited before it returns, and the journal stays consistent. To stop without cutting
+    purchases off, end the input instead: what is in flight finishes and is yielded. If the
+    input itself fails (its iterator raises, or an item is not a request), taking stops the
+    same way, and the error is raised once what was in flight has been yielded.
     """
     check_count("concurrency", concurrency)
     # Checked before the journal opens: a bad SID would otherwise fail, and record, every request.
@@ -167,15 +171,22 @@ async def purchase_many(
     running: set[asyncio.Task[PurchaseOutcome]] = set()
     index = 0
     exhausted = False
+    #: What stopped the taking of requests, or a job, unexpectedly: raised once the rest is in.
+    failure: Exception | None = None
     try:
         while True:
             while not exhausted and len(running) < concurrency:
-                request = await anext(source, None)
+                try:
+                    request = await _next_request(source, index)
+                except Exception as exc:
+                    # Purchases in flight may be buying: let them finish and be reported.
+                    failure, exhausted = exc, True
+                    break
                 if request is None:
                     exhausted = True
                     break
                 counters.started += 1
-                job = _Job(buyer, account, _checked(request, index), index, book)
+                job = _Job(buyer, account, request, index, book)
                 index += 1
                 if (recorded := job.recorded()) is not None:
                     counters.count(recorded)
@@ -185,21 +196,41 @@ async def purchase_many(
                 running.add(task)
                 task.add_done_callback(finished.put_nowait)
             if not running:
-                return
+                break
             task = await finished.get()
             running.discard(task)
-            outcome = task.result()
+            try:
+                outcome = task.result()
+            except Exception as exc:  # a job's journal write failed, or a bug
+                failure, exhausted = failure or exc, True
+                continue
             counters.count(outcome)
             yield outcome
+        if failure is not None:
+            raise failure
     finally:
-        # Reached on exhaustion, aclose(), cancellation or an error: leave nothing running.
-        for task in running:
-            task.cancel()
-        if running:
-            await asyncio.gather(*running, return_exceptions=True)
-        await source.aclose()
-        if book is not None:
-            await book.close()
+        await _wind_up(running, source, book)
+
+
+async def _wind_up(
+    running: set[asyncio.Task[PurchaseOutcome]],
+    source: AsyncGenerator[object, None],
+    book: Journal | None,
+) -> None:
+    """Leave nothing running: reached at the end, on aclose(), cancellation or an error."""
+    for task in running:
+        task.cancel()
+    if running:
+        await asyncio.gather(*running, return_exceptions=True)
+    await source.aclose()
+    if book is not None:
+        await book.close()
+
+
+async def _next_request(source: AsyncIterator[object], index: int) -> PurchaseRequest | None:
+    """The input's next request, checked; ``None`` at its end (a ``None`` item is refused)."""
+    item = await anext(source, _END)
+    return None if item is _END else _checked(item, index)
 
 
 @attrs.define
@@ -240,10 +271,17 @@ class _Job:
             number = await self._settle(stats)
         except TwilioNumbersError as error:
             outcome = self._outcome(stats, error=error)
+        except Exception as exc:
+            if not stats.attempts:
+                raise  # nothing was sent for it: the failure is the run's, not the purchase's
+            # A POST went out, then something unforeseen: it may have bought the number.
+            unknown = PurchaseOutcomeUnknownError(self.request, exc, account_sid=self.account_sid)
+            unknown.__cause__ = exc
+            outcome = self._outcome(stats, error=unknown)
         else:
             outcome = self._outcome(stats, number=number)
         if self.journal is not None and self.key is not None:
-            await self.journal.record_outcome(self.key, _outcome_record(outcome))
+            await self.journal.record_outcome(self.key, _outcome_record(outcome, stats))
         return outcome
 
     async def _settle(self, stats: PurchaseStats) -> IncomingPhoneNumber:
@@ -285,13 +323,17 @@ class _Job:
         )
 
 
-def _outcome_record(outcome: PurchaseOutcome) -> dict[str, Any]:
+def _outcome_record(outcome: PurchaseOutcome, stats: PurchaseStats) -> dict[str, Any]:
+    resend = _safe_to_resend(outcome)
     return {
         "index": outcome.index,
         "status": outcome.status.value,
         "attempts": outcome.attempts,
         "reconciled": outcome.reconciled,
-        "resend": _safe_to_resend(outcome),
+        "resend": resend,
+        # Not found when last looked for, after an attempt of unknown outcome: it may still
+        # show up bought, so the next run looks before it sends, and reads a 21422 as ours.
+        "in_doubt": resend and stats.in_doubt,
         "number": number_to_json(outcome.number) if outcome.number is not None else None,
         "error": error_to_json(outcome.error) if outcome.error is not None else None,
     }
@@ -306,6 +348,11 @@ def _safe_to_resend(outcome: PurchaseOutcome) -> bool:
     if outcome.status is not OutcomeStatus.FAILED or error is None:
         return False
     return isinstance(error, AuthenticationError) or classify(error) is not FailureKind.REJECTED
+
+
+#: What ``anext`` gives back at the end of the input; an object of our own, so that no item of
+#: the input (``None`` included) can be mistaken for the end.
+_END: Final = object()
 
 
 def _checked(request: object, index: int) -> PurchaseRequest:

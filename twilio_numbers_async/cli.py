@@ -61,9 +61,10 @@ class ExitCode(enum.IntEnum):
 _EXIT_CODES: Final = """\
 exit codes:
   0    everything bought (demo: the audit passed; sandbox: stopped)
-  1    some purchase failed or its outcome is unknown (demo: the audit failed)
-  2    bad input, nothing bought: an option, a request field, the CSV file, missing
-       credentials, or credentials Twilio refused (HTTP 401)
+  1    some purchase failed or its outcome is unknown (demo: the audit failed), or a bulk
+       run stopped part way after buying: rerun the same command to resume
+  2    bad input, nothing bought: an option, a request field, the CSV file, the journal,
+       missing credentials, or credentials Twilio refused (HTTP 401) before any purchase
   130  interrupted (Ctrl-C); a bulk run's journal stays consistent: rerun to resume
 """
 
