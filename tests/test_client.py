@@ -381,6 +381,7 @@ async def test_a_session_passed_in_is_used_and_left_open(twilio: MockTwilio) -> 
             ACCOUNT_SID, AUTH_TOKEN, session=session, rate_limit=None
         ) as client:
             await client.create_incoming_phone_number(area_code="500")
+            assert client._session is session
         assert not session.closed
     assert len(twilio.sent("POST", NUMBERS_URL)) == 1
 
@@ -423,24 +424,33 @@ async def test_no_secret_in_repr_errors_or_logs(
     fake_time: FakeTime, twilio: MockTwilio, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.DEBUG)
-    secrets = (AUTH_TOKEN, API_SECRET, base64.b64encode(AUTH_TOKEN.encode()).decode())
+    secrets = [
+        AUTH_TOKEN,
+        API_SECRET,
+        # The Authorization headers actually sent, whole and as their base64 payloads.
+        *(
+            base64.b64encode(f"{user}:{password}".encode()).decode()
+            for user, password in ((ACCOUNT_SID, AUTH_TOKEN), (API_KEY, API_SECRET))
+        ),
+    ]
     twilio.post(
-        NUMBERS_URL, status=429, payload=twilio_error(20429, 429), headers={"Retry-After": "1"}
+        NUMBERS_URL,
+        status=429,
+        payload=twilio_error(20429, 429),
+        headers={"Retry-After": "1"},
+        repeat=True,
     )
-    twilio.post(NUMBERS_URL, status=400, payload=twilio_error(21452))
     seen: list[str] = []
-    for client in (
-        TwilioNumbersClient(ACCOUNT_SID, AUTH_TOKEN, retry=fake_time.policy(), rate_limit=None),
-        TwilioNumbersClient(ACCOUNT_SID, api_key=API_KEY, api_secret=API_SECRET),
-    ):
-        seen += [repr(client), str(client)]
-    async with TwilioNumbersClient(
-        ACCOUNT_SID, AUTH_TOKEN, retry=fake_time.policy(), rate_limit=None
-    ) as client:
-        with pytest.raises(TwilioApiError) as caught:
-            await client.create_incoming_phone_number(area_code="533")
-    seen += [str(caught.value), repr(caught.value), repr(vars(caught.value)), caplog.text]
-    assert caplog.records, "the retry should have been logged"
+    for auth in ({"auth_token": AUTH_TOKEN}, {"api_key": API_KEY, "api_secret": API_SECRET}):
+        async with TwilioNumbersClient(
+            ACCOUNT_SID, retry=fake_time.policy(max_attempts=2), rate_limit=None, **auth
+        ) as client:
+            seen += [repr(client), str(client)]
+            with pytest.raises(TwilioApiError) as caught:
+                await client.create_incoming_phone_number(area_code="212")
+            seen += [str(caught.value), repr(caught.value), repr(vars(caught.value))]
+    seen.append(caplog.text)
+    assert caplog.records, "the retries should have been logged"
     for text in seen:
         for secret in secrets:
             assert secret not in text
@@ -477,3 +487,25 @@ def test_an_error_without_context_has_no_empty_brackets() -> None:
     assert str(TwilioApiError(status=400, code=21452, message="none left")).endswith(
         "try a nearby one)"
     )
+
+
+def test_a_bad_base_url_is_shown_without_its_password() -> None:
+    with pytest.raises(ValueError, match="absolute http") as caught:
+        TwilioNumbersClient(ACCOUNT_SID, AUTH_TOKEN, base_url="htps://AC1:hunter2@example.com")
+    assert "hunter2" not in str(caught.value)
+
+
+async def test_paging_keeps_the_base_urls_path(fake_time: FakeTime, twilio: MockTwilio) -> None:
+    base = "https://proxy.example.com/twilio"
+    first = f"{base}/2010-04-01/Accounts/{ACCOUNT_SID}/IncomingPhoneNumbers.json"
+    next_uri = f"/2010-04-01/Accounts/{ACCOUNT_SID}/IncomingPhoneNumbers.json?Page=1&PageToken=x"
+    twilio.get(
+        f"{first}?PhoneNumber=%2B15005550006&PageSize=50",
+        payload=page(resource(phone_number="+150055500060"), next_page_uri=next_uri),
+    )
+    twilio.get(f"{base}{next_uri}", payload=page(resource()))
+    async with TwilioNumbersClient(
+        ACCOUNT_SID, AUTH_TOKEN, base_url=base, rate_limit=None, retry=fake_time.policy()
+    ) as client:
+        found = await client.find_incoming_phone_number("+15005550006")
+    assert found is not None

@@ -26,7 +26,7 @@ from twilio_numbers_async import (
     TwilioApiError,
     TwilioNumbersClient,
 )
-from twilio_numbers_async.sandbox import Fault, Sandbox
+from twilio_numbers_async.sandbox import Fault, Faults, Sandbox
 
 from .conftest import FakeTime
 
@@ -228,3 +228,50 @@ async def test_a_429_holds_every_coroutine_of_the_client(sandbox: Sandbox) -> No
     later = [r.started_at for r in sandbox.requests if r.method == "POST"][1:]
     assert len(later) == 2
     assert min(later) >= refused_at + retry_after - 0.01, "nobody went before the pause ended"
+
+
+async def test_a_client_closed_mid_purchase_reports_it_unknown_not_lost(
+    sandbox: Sandbox, fake_time: FakeTime
+) -> None:
+    sandbox.script(Fault.slow_after_commit(5))  # bought, and the answer takes its time
+    client = client_for(sandbox, fake_time)
+    task = asyncio.create_task(client.purchase(GIVEN))
+    async with asyncio.timeout(10):
+        while not sandbox.purchases:  # noqa: ASYNC110 - the sandbox signals nothing: look
+            await asyncio.sleep(0.01)
+    await client.close()  # the POST's connection goes with the session; no look-up can follow
+    with pytest.raises(PurchaseOutcomeUnknownError) as caught:
+        await task
+    assert isinstance(caught.value.__cause__, RuntimeError)
+    assert sold(sandbox) == [GIVEN.phone_number], "bought: the caller was told it may have been"
+
+
+async def test_max_concurrency_caps_the_requests_in_flight() -> None:
+    requests = [NumberPurchase(area_code="212") for _ in range(12)]
+    async with (
+        Sandbox(seed=2, faults=Faults(latency=0.03)) as sandbox,
+        sandbox.client(rate_limit=None, max_concurrency=3) as client,
+    ):
+        outcomes = [o async for o in client.purchase_many(requests, concurrency=10)]
+    assert all(o.ok for o in outcomes)
+    spans = [(r.started_at, r.finished_at or r.started_at) for r in sandbox.requests]
+    busiest = max(sum(start <= t < end for start, end in spans) for t, _ in spans)
+    assert busiest <= 3, "ten workers, three slots: never more than three in flight"
+    assert busiest >= 2, "and they did overlap: the cap was tested, not idle"
+
+
+async def test_a_cancelled_purchase_gives_its_slot_back(
+    sandbox: Sandbox, fake_time: FakeTime
+) -> None:
+    sandbox.script(Fault.slow_after_commit(5))
+    async with client_for(sandbox, fake_time, max_concurrency=1) as client:
+        task = asyncio.create_task(client.purchase(GIVEN))
+        async with asyncio.timeout(10):
+            while not sandbox.purchases:  # noqa: ASYNC110 - the sandbox signals nothing: look
+                await asyncio.sleep(0.01)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        # The one slot came back: the next purchase goes through at once.
+        number = await asyncio.wait_for(client.purchase(AREA), 5)
+    assert number.phone_number is not None

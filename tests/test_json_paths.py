@@ -73,11 +73,16 @@ def test_a_resource_parses_the_same_without_orjson() -> None:
     assert without == _parse_with_orjson(body)
 
 
-@pytest.mark.usefixtures("without_orjson")
-def test_an_unreadable_body_fails_alike_without_orjson() -> None:
+@pytest.mark.parametrize("body", [b"{oops", b'{"sid": 1e999}', b"[]", b'{"date_created": 5}'])
+def test_an_unreadable_body_fails_alike_with_and_without_orjson(
+    body: bytes, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with pytest.raises(ResponseParseError) as with_it:
+        _serde.parse_number(201, body)
+    monkeypatch.setattr(_serde, "_orjson_loads", None)
     with pytest.raises(ResponseParseError) as without:
-        _serde.parse_number(201, b"{oops")
-    assert "not JSON" in without.value.reason
+        _serde.parse_number(201, body)
+    assert str(with_it.value) == str(without.value)
 
 
 def _parse_with_orjson(body: bytes) -> Any:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import pickle
+from datetime import timedelta
 from typing import Any
 from urllib.parse import parse_qsl
 
@@ -274,3 +276,29 @@ def test_repr_and_errors_hide_url_passwords() -> None:
     with pytest.raises(RequestValidationError) as caught:
         NumberPurchase(area_code="415", voice_url="https://bob:hunter2@example.com/a b")
     assert "hunter2" not in str(caught.value)
+
+
+def test_a_201_is_read_tolerantly() -> None:
+    from twilio_numbers_async import AddressRequirement, IncomingPhoneNumber
+    from twilio_numbers_async._serde import parse_number
+
+    from .conftest import resource
+
+    body = resource(
+        status="porting-in",
+        address_requirements="regional",  # a value newer than the spec: kept, as a string
+        sms_url="",  # Twilio's "unset"
+        sms_application_sid="",
+        date_created="Mon, 02 Mar 2026 09:30:00 -0500",
+        date_updated="2 Mar 2026 14:30:00 GMT",  # RFC 2822 allows both
+    )
+    number = parse_number(201, json.dumps(body).encode())
+    assert isinstance(number, IncomingPhoneNumber)
+    assert number.status == "porting-in"
+    assert number.address_requirements == "regional"
+    assert not isinstance(number.address_requirements, AddressRequirement)
+    assert (number.sms_url, number.sms_application_sid) == (None, None)
+    assert number.date_created is not None
+    assert number.date_created.utcoffset() == timedelta(hours=-5), "the offset as given"
+    assert number.date_updated == number.date_created
+    assert number.emergency_status is EmergencyStatus.INACTIVE
