@@ -12,6 +12,7 @@ from aioresponses import aioresponses
 from yarl import URL
 
 from twilio_numbers_async import RetryPolicy, TwilioNumbersClient
+from twilio_numbers_async.sandbox import Sandbox
 
 ACCOUNT_SID = "AC" + "0123456789abcdef" * 2
 AUTH_TOKEN = "test-auth-token-that-must-never-leak"
@@ -151,3 +152,8 @@ def page(*numbers: dict[str, Any], next_page_uri: str | None = None) -> dict[str
         "first_page_uri": "/2010-04-01/Accounts/x/IncomingPhoneNumbers.json",
         "previous_page_uri": None,
     }
+
+
+def posts(sandbox: Sandbox) -> int:
+    """How many POSTs a sandbox has seen: the purchases a client attempted."""
+    return sum(record.method == "POST" for record in sandbox.requests)

@@ -46,6 +46,8 @@ from twilio_numbers_async._tally import Tally
 from twilio_numbers_async.bulk import OutcomeStatus
 from twilio_numbers_async.sandbox import Fault, Faults, PurchaseRecord, Sandbox
 
+from .conftest import posts
+
 BOUGHT, FAILED, UNKNOWN = OutcomeStatus.BOUGHT, OutcomeStatus.FAILED, OutcomeStatus.UNKNOWN
 MOBILE_ENDPOINT = "IncomingPhoneNumbers/Mobile.json"
 
@@ -100,10 +102,6 @@ async def run_cli_async(*args: str, env: Mapping[str, str]) -> Run:
     stdout, stderr = await asyncio.wait_for(process.communicate(), timeout=60)
     assert process.returncode is not None
     return Run(process.returncode, stdout.decode(), stderr.decode())
-
-
-def posts(sandbox: Sandbox) -> int:
-    return sum(record.method == "POST" for record in sandbox.requests)
 
 
 # --- demo ----------------------------------------------------------------------------------------

@@ -24,6 +24,8 @@ from aiohttp.test_utils import TestClient, TestServer
 from twilio_numbers_async import RetryPolicy, TwilioNumbersClient
 from twilio_numbers_async.sandbox import Fault, Sandbox
 
+from .conftest import posts
+
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = ROOT / "examples"
 APPS = ["aiohttp_app", "fastapi_app"]
@@ -244,10 +246,6 @@ async def run_bulk(sandbox: Sandbox, *args: str) -> tuple[int, str]:
     output, _ = await asyncio.wait_for(process.communicate(), timeout=60)
     assert process.returncode is not None
     return process.returncode, output.decode()
-
-
-def posts(sandbox: Sandbox) -> int:
-    return sum(1 for request in sandbox.requests if request.method == "POST")
 
 
 async def test_the_bulk_script_buys_the_sample_and_a_rerun_resumes_buying_nothing(

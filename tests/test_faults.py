@@ -28,7 +28,7 @@ from twilio_numbers_async import (
 )
 from twilio_numbers_async.sandbox import Fault, Faults, Sandbox
 
-from .conftest import FakeTime
+from .conftest import FakeTime, posts
 
 GIVEN = NumberPurchase(phone_number="+14155550123")
 MOBILE = MobileNumberPurchase(phone_number="+447700900123")
@@ -45,10 +45,6 @@ def client_for(sandbox: Sandbox, fake_time: FakeTime, **kwargs: Any) -> TwilioNu
     kwargs.setdefault("rate_limit", None)
     kwargs.setdefault("retry", fake_time.policy(random=lambda: 0.5))
     return sandbox.client(**kwargs)
-
-
-def posts(sandbox: Sandbox) -> int:
-    return sum(1 for record in sandbox.requests if record.method == "POST")
 
 
 def sold(sandbox: Sandbox) -> list[str]:
