@@ -27,7 +27,7 @@ class _FinishedUpload:
     output_size = 0
 
 
-class _MockResponse(aiohttp.ClientResponse):
+class MockResponse(aiohttp.ClientResponse):
     # aiohttp 3.14 made ``stream_writer`` a required argument that aioresponses 0.7.9 does not
     # pass (pnuckowski/aioresponses#289). ``response_class`` is aioresponses' own, public
     # extension point, so the shim needs none of its internals.
@@ -40,7 +40,7 @@ class MockTwilio(aioresponses):
     """aioresponses whose every response is built to work on aiohttp 3.14."""
 
     def add(self, url: Any, method: str = "GET", **kwargs: Any) -> None:
-        kwargs.setdefault("response_class", _MockResponse)
+        kwargs.setdefault("response_class", MockResponse)
         super().add(url, method, **kwargs)
 
     def sent(self, method: str, url: str) -> list[Any]:

@@ -69,7 +69,8 @@ CASES: list[tuple[TwilioNumbersError, FailureKind]] = [
     ),
     (AuthenticationError(status=401, code=20003), FailureKind.REJECTED),
     (api_error(302), FailureKind.REJECTED),
-    (ResponseParseError("bad", status=201, body="", sid=None), FailureKind.REJECTED),
+    (ResponseParseError("bad", status=201, body="", sid="PN" + "0" * 32), FailureKind.REJECTED),
+    (ResponseParseError("names nothing", status=201, body="{}", sid=None), FailureKind.UNKNOWN),
     (RequestValidationError("area_code", "bad"), FailureKind.REJECTED),
     (
         PurchaseOutcomeUnknownError(ANY_IN_415, api_error(500), account_sid=ACCOUNT_SID),
@@ -230,7 +231,8 @@ async def test_connect_failures_until_attempts_run_out(
         with pytest.raises(TransportError) as caught:
             await client.purchase(ANY_IN_415)
     assert caught.value.sent is False
-    assert isinstance(caught.value.__cause__, aiohttp.ConnectionTimeoutError)
+    assert "ConnectionTimeoutError" in str(caught.value), "aiohttp's error is named"
+    assert caught.value.__cause__ is None, "but not chained: it holds the Authorization header"
 
 
 # --- the loop: unknown ------------------------------------------------------------------------

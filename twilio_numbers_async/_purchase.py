@@ -113,7 +113,12 @@ class Retrier:
             wait,
         )
         if self.on_retry is not None:
-            self.on_retry(RetryEvent(operation, attempt, signal.kind, signal.error, wait))
+            try:
+                self.on_retry(RetryEvent(operation, attempt, signal.kind, signal.error, wait))
+            except Exception:
+                # A metrics backend that is down must not turn a purchase that may have
+                # happened into an error: the hook watches the outcome, it can't change it.
+                logger.exception("the on_retry hook raised; ignored, the %s goes on", operation)
 
     async def run(
         self,

@@ -269,7 +269,11 @@ def _number_hook(value: Any, _: Any) -> IncomingPhoneNumber:
     if not _KNOWN_PROPERTIES.issuperset(value):
         unknown = value.keys() - _KNOWN_PROPERTIES
         value = {**value, "extra": {key: value[key] for key in sorted(unknown)}}
-    return _number_fn(value, IncomingPhoneNumber)
+    number = _number_fn(value, IncomingPhoneNumber)
+    if not number.sid or not number.phone_number:
+        # A success that identifies nothing is no purchase anyone can use or reconcile.
+        raise ValueError("the resource names no number: it has no sid or no phone_number")
+    return number
 
 
 _converter.register_structure_hook(IncomingPhoneNumber, _number_hook)
@@ -400,7 +404,7 @@ def parse_error_body(body: bytes) -> ErrorBody | None:
     """Twilio's JSON error body, or ``None`` when the body is something else (an HTML page)."""
     try:
         data = json.loads(body)
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: "[[[[..." nested past the stack
         return None
     if not isinstance(data, Mapping):
         return None

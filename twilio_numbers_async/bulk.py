@@ -73,7 +73,9 @@ class PurchaseOutcome:
     @property
     def status(self) -> OutcomeStatus:
         """Bought, failed or unknown."""
-        if self.number is not None or isinstance(self.error, ResponseParseError):
+        if self.number is not None or (
+            isinstance(self.error, ResponseParseError) and self.error.sid is not None
+        ):
             return OutcomeStatus.BOUGHT
         if isinstance(self.error, PurchaseOutcomeUnknownError):
             return OutcomeStatus.UNKNOWN

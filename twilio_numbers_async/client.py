@@ -49,6 +49,7 @@ from ._version import VERSION
 from .errors import (
     AuthenticationError,
     RateLimitedError,
+    ResponseParseError,
     TransportError,
     TwilioApiError,
 )
@@ -403,8 +404,13 @@ class TwilioNumbersClient:
             f"{self._url(account, 'IncomingPhoneNumbers.json')}"
             f"?PhoneNumber={quote(phone_number, safe='')}&PageSize={_PAGE_SIZE}"
         )
+        policy = self._retrier.policy
+        # The whole look-up, every page, within one budget: a server that never stops paging
+        # must not hold a purchase (or a caller) forever.
+        deadline = self._retrier.started() + policy.max_elapsed
+        read = {url}
         while True:
-            numbers, next_page = await self._retrier.run(
+            numbers, next_page, body = await self._retrier.run(
                 "find",
                 functools.partial(self._get_page, url),
                 decide=retry_unless_rejected,
@@ -416,12 +422,35 @@ class TwilioNumbersClient:
                     return number
             if next_page is None:
                 return None
-            # Twilio's next_page_uri is a path from the API's root: keep a base_url's own path.
-            url = (
-                f"{self._base_url}{next_page}"
-                if next_page.startswith("/")
-                else urljoin(self._base_url, next_page)
+            url = self._next_page_url(next_page, body)
+            if url in read:
+                raise _paging_error(f"next_page_uri {next_page!r} is a page already read", body)
+            if policy.now() >= deadline:
+                raise _paging_error(
+                    f"Twilio kept paging past the retry policy's max_elapsed "
+                    f"({policy.max_elapsed:g} s, {len(read)} pages read)",
+                    body,
+                )
+            read.add(url)
+
+    def _next_page_url(self, next_page: str, body: bytes) -> str:
+        """The URL of a page link, if it is on the client's own host; never another's.
+
+        Twilio's ``next_page_uri`` is a path from the API's root, so a base URL's own path is
+        kept. An absolute link to another scheme, host or port would receive the credentials.
+        """
+        url = (
+            f"{self._base_url}{next_page}"
+            if next_page.startswith("/")
+            else urljoin(self._base_url, next_page)
+        )
+        if _origin(url) != _origin(self._base_url):
+            raise _paging_error(
+                f"next_page_uri {redact_url(next_page)!r} points to another host than "
+                f"{self._base_url}: not followed, so the credentials stay on their host",
+                body,
             )
+        return url
 
     def purchase_many(
         self,
@@ -510,25 +539,29 @@ class TwilioNumbersClient:
                         headers.get("Retry-After"),
                     )
             except _NOT_SENT as exc:
-                raise TransportError(
+                failure = TransportError(
                     f"could not connect, the request was not sent ({_describe(exc)})",
                     method=method,
                     url=url,
                     sent=False,
-                ) from exc
+                )
             except (aiohttp.ClientError, TimeoutError, OSError) as exc:
-                raise TransportError(
+                failure = TransportError(
                     f"the connection failed after the request was sent; Twilio may have "
                     f"processed it ({_describe(exc)})",
                     method=method,
                     url=url,
                     sent=True,
-                ) from exc
+                )
+        # Raised here, outside the except clauses, so that aiohttp's exception is neither the
+        # cause nor the context: its request_info holds the Authorization header, and crash
+        # reporters render the whole chain. Its type and message are in ours.
+        raise failure
 
-    async def _get_page(self, url: str) -> tuple[list[IncomingPhoneNumber], str | None]:
+    async def _get_page(self, url: str) -> tuple[list[IncomingPhoneNumber], str | None, bytes]:
         response = await self._send("GET", url)
         if response.status == 200:
-            return parse_number_page(response.status, response.body)
+            return (*parse_number_page(response.status, response.body), response.body)
         raise _api_error("GET", url, response)
 
     def _open_session(self) -> aiohttp.ClientSession:
@@ -593,6 +626,21 @@ def _api_error(method: str, url: str, response: _Response) -> TwilioApiError:
     if response.status == 401 or code == 20003:
         return AuthenticationError(**common)
     return TwilioApiError(**common)
+
+
+def _origin(url: str) -> tuple[str, str, int | None]:
+    parts = urlsplit(url)
+    scheme = parts.scheme.lower()
+    try:
+        port = parts.port
+    except ValueError:  # not a port at all: nothing to compare equal to
+        port = -1
+    return scheme, (parts.hostname or ""), port or {"http": 80, "https": 443}.get(scheme)
+
+
+def _paging_error(reason: str, body: bytes) -> ResponseParseError:
+    text = body.decode("utf-8", "replace")
+    return ResponseParseError(reason, status=200, body=text, sid=None)
 
 
 def _describe(exc: BaseException) -> str:

@@ -9,6 +9,7 @@ failure                   was it processed?                               kind
 429 / 20429               no: Twilio says it is safe to retry             ``NOT_PROCESSED``
 DNS, connect, TLS         no: the request never left this machine         ``NOT_PROCESSED``
 5xx, read timeout, drop   maybe: Twilio may have bought the number        ``UNKNOWN``
+2xx naming no resource    maybe: it said yes, but to what?                ``UNKNOWN``
 any other status          yes: Twilio answered and refused (or, for an    ``REJECTED``
                           unreadable 2xx, accepted)
 ========================  ==============================================  =====================
@@ -30,7 +31,13 @@ import attrs
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type
 
 from ._sids import check_count
-from .errors import RateLimitedError, TransportError, TwilioApiError, TwilioNumbersError
+from .errors import (
+    RateLimitedError,
+    ResponseParseError,
+    TransportError,
+    TwilioApiError,
+    TwilioNumbersError,
+)
 
 __all__ = [
     "FailureKind",
@@ -57,6 +64,9 @@ def classify(error: TwilioNumbersError) -> FailureKind:
     """Sort a failed attempt into a :class:`FailureKind`. Pure: no I/O, no clock, no state."""
     if isinstance(error, TransportError):
         return FailureKind.UNKNOWN if error.sent else FailureKind.NOT_PROCESSED
+    if isinstance(error, ResponseParseError) and error.sid is None:
+        # A 2xx that names no resource: Twilio processed something, but what can't be told.
+        return FailureKind.UNKNOWN
     if isinstance(error, TwilioApiError):
         if error.status == 429 or error.code == 20429:
             return FailureKind.NOT_PROCESSED

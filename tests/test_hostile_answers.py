@@ -1,0 +1,256 @@
+"""What an outside fault suite broke (issue 12): hostile answers, a raising hook, leaks.
+
+Each test here failed before its fix. They run against a mocked Twilio on a fake clock, or, for
+what only a real socket can produce (a malformed status line), a raw server on loopback.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import logging
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+
+import aiohttp
+import pytest
+from aioresponses import CallbackResult
+
+from twilio_numbers_async import (
+    NumberPurchase,
+    PurchaseOutcomeUnknownError,
+    ResponseParseError,
+    RetryEvent,
+    TransportError,
+    TwilioApiError,
+    TwilioNumbersClient,
+)
+
+from .conftest import (
+    ACCOUNT_SID,
+    AUTH_TOKEN,
+    NUMBERS_URL,
+    FakeTime,
+    MockResponse,
+    MockTwilio,
+    page,
+    resource,
+    twilio_error,
+)
+
+FIND_URL = f"{NUMBERS_URL}?PhoneNumber=%2B15005550006&PageSize=50"
+PAGE_PATH = f"/2010-04-01/Accounts/{ACCOUNT_SID}/IncomingPhoneNumbers.json"
+GIVEN = NumberPurchase(phone_number="+15005550006")
+ANY_IN_415 = NumberPurchase(area_code="415")
+CREDENTIALS = base64.b64encode(f"{ACCOUNT_SID}:{AUTH_TOKEN}".encode()).decode()
+
+
+def make_client(fake_time: FakeTime, **kwargs: Any) -> TwilioNumbersClient:
+    kwargs.setdefault("retry", fake_time.policy(random=lambda: 0.5))
+    kwargs.setdefault("rate_limit", None)
+    return TwilioNumbersClient(ACCOUNT_SID, AUTH_TOKEN, **kwargs)
+
+
+# --- 1. credentials only ever go to the configured host ---------------------------------------
+
+
+@pytest.mark.parametrize(
+    "next_page_uri",
+    [
+        f"https://evil.example{PAGE_PATH}?Page=1",
+        f"https://api.twilio.com:8443{PAGE_PATH}?Page=1",
+        f"http://api.twilio.com{PAGE_PATH}?Page=1",
+        f"http://evil.example{PAGE_PATH}?Page=1",
+    ],
+)
+async def test_a_page_link_to_another_origin_is_never_followed(
+    fake_time: FakeTime, twilio: MockTwilio, next_page_uri: str
+) -> None:
+    twilio.get(FIND_URL, payload=page(next_page_uri=next_page_uri))
+    async with make_client(fake_time) as client:
+        with pytest.raises(ResponseParseError, match="another host"):
+            await client.find_incoming_phone_number("+15005550006")
+    assert len(twilio.requests) == 1, "the link was not followed"
+
+
+# --- 4. a look-up always ends -----------------------------------------------------------------
+
+
+async def test_a_page_link_back_to_a_page_already_read_ends_the_look_up(
+    fake_time: FakeTime, twilio: MockTwilio
+) -> None:
+    again = f"{PAGE_PATH}?PhoneNumber=%2B15005550006&PageSize=50"
+    twilio.get(FIND_URL, payload=page(next_page_uri=again), repeat=True)
+    async with make_client(fake_time) as client:
+        with pytest.raises(ResponseParseError, match="already read"):
+            await client.find_incoming_phone_number("+15005550006")
+    assert len(twilio.sent("GET", FIND_URL)) == 1
+
+
+async def test_paging_that_never_ends_is_bounded_by_the_time_budget(
+    fake_time: FakeTime, twilio: MockTwilio
+) -> None:
+    pages_read = 0
+
+    def next_page(url: Any, **kwargs: Any) -> Any:
+        nonlocal pages_read
+        pages_read += 1
+        fake_time.now += 1.0  # each page takes a second of the budget
+        return CallbackResult(
+            status=200,
+            payload=page(next_page_uri=f"{PAGE_PATH}?Page={pages_read}&PageToken=t"),
+            response_class=MockResponse,
+        )
+
+    twilio.get(FIND_URL, callback=next_page)
+    for number in range(1, 200):
+        twilio.get(
+            f"https://api.twilio.com{PAGE_PATH}?Page={number}&PageToken=t", callback=next_page
+        )
+    async with make_client(fake_time, retry=fake_time.policy(max_elapsed=10)) as client:
+        with pytest.raises(ResponseParseError, match="max_elapsed"):
+            await client.find_incoming_phone_number("+15005550006")
+    assert pages_read <= 11
+
+
+# --- 6. an unreadable error body is just an unreadable body -----------------------------------
+
+
+async def test_a_deeply_nested_5xx_body_still_reconciles_a_given_number(
+    fake_time: FakeTime, twilio: MockTwilio
+) -> None:
+    twilio.post(NUMBERS_URL, status=500, body="[" * 100_000, content_type="application/json")
+    twilio.get(FIND_URL, payload=page(resource()))
+    async with make_client(fake_time) as client:
+        number = await client.purchase(GIVEN)
+    assert number.phone_number == "+15005550006"
+    assert len(twilio.sent("POST", NUMBERS_URL)) == 1
+
+
+async def test_a_deeply_nested_5xx_body_leaves_an_area_code_unknown(
+    fake_time: FakeTime, twilio: MockTwilio
+) -> None:
+    twilio.post(NUMBERS_URL, status=502, body="[" * 100_000, content_type="application/json")
+    async with make_client(fake_time) as client:
+        with pytest.raises(PurchaseOutcomeUnknownError) as caught:
+            await client.purchase(ANY_IN_415)
+    assert isinstance(caught.value.cause, TwilioApiError)
+    assert caught.value.cause.status == 502
+
+
+# --- 7. a user's hook can never change an outcome ---------------------------------------------
+
+
+async def test_a_raising_retry_hook_is_logged_and_the_purchase_goes_on(
+    fake_time: FakeTime, twilio: MockTwilio, caplog: pytest.LogCaptureFixture
+) -> None:
+    def broken_metrics(event: RetryEvent) -> None:
+        raise ConnectionError("metrics backend down")
+
+    twilio.post(NUMBERS_URL, status=500, payload=twilio_error(20500, 500))
+    twilio.get(FIND_URL, payload=page(resource()))
+    caplog.set_level(logging.ERROR, logger="twilio_numbers_async")
+    async with make_client(fake_time, on_retry=broken_metrics) as client:
+        number = await client.purchase(GIVEN)
+    assert number.phone_number == "+15005550006", "the number sold is still found and returned"
+    assert "on_retry" in caplog.text
+    assert "metrics backend down" in caplog.text
+
+
+# --- 8. a 2xx that names no number is not a purchase ------------------------------------------
+
+NAMELESS = {"friendly_name": "support", "status": "in-use"}
+
+
+async def test_a_2xx_naming_no_number_is_looked_up_for_a_given_number(
+    fake_time: FakeTime, twilio: MockTwilio
+) -> None:
+    twilio.post(NUMBERS_URL, status=201, payload=NAMELESS)
+    twilio.get(FIND_URL, payload=page(resource()))
+    async with make_client(fake_time) as client:
+        number = await client.purchase(GIVEN)
+    assert number.sid == "PN" + "1" * 32
+    assert len(twilio.sent("POST", NUMBERS_URL)) == 1
+
+
+async def test_a_2xx_naming_no_number_leaves_an_area_code_unknown_with_its_body(
+    fake_time: FakeTime, twilio: MockTwilio
+) -> None:
+    twilio.post(NUMBERS_URL, status=201, payload=NAMELESS)
+    async with make_client(fake_time) as client:
+        with pytest.raises(PurchaseOutcomeUnknownError) as caught:
+            await client.purchase(ANY_IN_415)
+    cause = caught.value.cause
+    assert isinstance(cause, ResponseParseError)
+    assert '"friendly_name": "support"' in cause.body or '"friendly_name":"support"' in cause.body
+    assert len(twilio.sent("POST", NUMBERS_URL)) == 1
+
+
+@pytest.mark.parametrize("missing", ["sid", "phone_number"])
+async def test_a_2xx_lacking_its_sid_or_number_is_no_number_but_names_its_resource(
+    fake_time: FakeTime, twilio: MockTwilio, missing: str
+) -> None:
+    body = resource()
+    body[missing] = ""
+    twilio.post(NUMBERS_URL, status=201, payload=body)
+    async with make_client(fake_time) as client:
+        with pytest.raises(ResponseParseError, match="names no number") as caught:
+            await client.purchase(ANY_IN_415)
+    # Its uri still names the resource bought: reported as bought, by its SID.
+    assert caught.value.sid == "PN" + "1" * 32
+    assert len(twilio.sent("POST", NUMBERS_URL)) == 1
+
+
+# --- 2. no credential reachable from an exception ---------------------------------------------
+
+
+@pytest.fixture
+async def malformed_status_server() -> AsyncIterator[str]:
+    """A server that answers every request with a status line no HTTP parser accepts."""
+
+    async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(b"HTTP/1.1 two hundred OK\r\nContent-Length: 0\r\n\r\n")
+        await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(answer, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    async with server:
+        yield f"http://127.0.0.1:{port}"
+
+
+def reachable(root: object) -> Iterator[object]:
+    """Every object reachable from an exception through its chain, attributes and args."""
+    seen: set[int] = set()
+    stack = [root]
+    while stack:
+        node = stack.pop()
+        if id(node) in seen or node is None:
+            continue
+        seen.add(id(node))
+        yield node
+        if isinstance(node, BaseException):
+            stack += [node.__cause__, node.__context__, *node.args]
+        if isinstance(node, dict):
+            stack += [*node.keys(), *node.values()]
+        elif isinstance(node, list | tuple | set | frozenset):
+            stack += list(node)
+        elif hasattr(node, "__dict__") and not isinstance(node, type):
+            stack += list(vars(node).values())
+
+
+async def test_no_credential_is_reachable_from_a_transport_error(
+    malformed_status_server: str, fake_time: FakeTime
+) -> None:
+    async with make_client(
+        fake_time, base_url=malformed_status_server, retry=fake_time.policy(max_attempts=1)
+    ) as client:
+        with pytest.raises(TransportError) as caught:
+            await client.find_incoming_phone_number("+15005550006")
+    texts = [repr(node) for node in reachable(caught.value)]
+    assert any("two hundred" in text or "status" in text.lower() for text in texts)
+    for text in texts:
+        assert CREDENTIALS not in text
+        assert AUTH_TOKEN not in text
+    assert not any(isinstance(node, aiohttp.ClientError) for node in reachable(caught.value))
