@@ -104,7 +104,7 @@ class Ours:
 
     async def close(self) -> None:
         if self.client is not None:
-            await self.client.close()
+            await self.client.aclose()
 
 
 # --- plain aiohttp -----------------------------------------------------------------------------

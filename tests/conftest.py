@@ -11,7 +11,8 @@ import pytest
 from aioresponses import aioresponses
 from yarl import URL
 
-from twilio_numbers_async import RetryPolicy, TwilioNumbersClient
+from twilio_numbers_async import PurchaseRequest, RetryPolicy, TwilioNumbersClient
+from twilio_numbers_async._purchase import PurchaseResult
 from twilio_numbers_async.sandbox import Sandbox
 
 ACCOUNT_SID = "AC" + "0123456789abcdef" * 2
@@ -152,6 +153,19 @@ def page(*numbers: dict[str, Any], next_page_uri: str | None = None) -> dict[str
         "first_page_uri": "/2010-04-01/Accounts/x/IncomingPhoneNumbers.json",
         "previous_page_uri": None,
     }
+
+
+async def purchase_result(
+    client: TwilioNumbersClient, request: PurchaseRequest, **kwargs: Any
+) -> PurchaseResult:
+    """A purchase's whole result (attempts, reconciled, in doubt), as ``purchase_many`` gets it
+    from the engine: more than ``purchase()``, which returns the number or raises."""
+    return await client._engine.start(request, client.account_sid, **kwargs).run()
+
+
+def sold(sandbox: Sandbox) -> list[str]:
+    """The numbers a sandbox sold, in the order it sold them."""
+    return [purchase.phone_number for purchase in sandbox.purchases]
 
 
 def posts(sandbox: Sandbox) -> int:

@@ -12,19 +12,18 @@ from typing import Any
 import pytest
 
 from twilio_numbers_async import (
-    IncomingPhoneNumber,
     MobileNumberPurchase,
     NumberPurchase,
     PurchaseOutcome,
     PurchaseOutcomeUnknownError,
     PurchaseRequest,
-    PurchaseStats,
     TwilioApiError,
     TwilioNumbersClient,
 )
 from twilio_numbers_async._journal import Journal
 from twilio_numbers_async._serde import encode_form
-from twilio_numbers_async.bulk import BulkProgress, OutcomeStatus, purchase_many
+from twilio_numbers_async._transport import Request, Response
+from twilio_numbers_async.bulk import BulkProgress, OutcomeStatus
 
 from .conftest import (
     ACCOUNT_SID,
@@ -400,17 +399,22 @@ async def test_a_failing_input_lets_what_is_in_flight_finish_first(
     assert all(o.ok for o in seen)
 
 
-async def test_a_job_failing_unforeseen_after_its_post_is_reported_unknown() -> None:
+async def test_a_job_failing_unforeseen_after_its_post_is_reported_unknown(
+    fake_time: FakeTime,
+) -> None:
     class Breaking:
-        account_sid = "AC" + "0" * 32
+        """A transport that sends the POST, and then breaks in a way nobody foresaw."""
 
-        async def purchase_tracked(
-            self, request: PurchaseRequest, stats: PurchaseStats, **kwargs: Any
-        ) -> IncomingPhoneNumber:
-            stats.attempts += 1  # the POST went out...
+        async def send(self, request: Request) -> Response:
             raise RuntimeError("...and then something broke")
 
-    outcomes = await collect(purchase_many(Breaking(), [NumberPurchase(area_code="415")]))
+        async def aclose(self) -> None:
+            pass
+
+    async with TwilioNumbersClient(
+        ACCOUNT_SID, AUTH_TOKEN, rate_limit=None, retry=fake_time.policy(), transport=Breaking()
+    ) as client:
+        outcomes = await collect(client.purchase_many([NumberPurchase(area_code="415")]))
     assert [o.status for o in outcomes] == [OutcomeStatus.UNKNOWN]
     error = outcomes[0].error
     assert isinstance(error, PurchaseOutcomeUnknownError)

@@ -28,6 +28,8 @@ from twilio_numbers_async import (
     TwilioNumbersClient,
     __version__,
 )
+from twilio_numbers_async._transport import AiohttpTransport
+from twilio_numbers_async.models import MobileNumberPurchaseFields, NumberPurchaseFields
 
 from .conftest import (
     ACCOUNT_SID,
@@ -346,7 +348,9 @@ def test_from_env_prefers_an_api_key_and_lets_arguments_win() -> None:
 
 
 def test_from_env_says_what_is_missing() -> None:
-    with pytest.raises(ValueError, match="TWILIO_ACCOUNT_SID is not set"):
+    with pytest.raises(
+        RequestValidationError, match=r"account_sid: is missing.*TWILIO_ACCOUNT_SID"
+    ):
         TwilioNumbersClient.from_env({})
     with pytest.raises(ValueError, match="no credentials"):
         TwilioNumbersClient.from_env({"TWILIO_ACCOUNT_SID": ACCOUNT_SID})
@@ -356,16 +360,17 @@ def test_from_env_says_what_is_missing() -> None:
 
 
 def test_construction_needs_no_event_loop() -> None:
-    client = TwilioNumbersClient(ACCOUNT_SID, AUTH_TOKEN)
-    assert client._session is None
+    transport = AiohttpTransport()
+    TwilioNumbersClient(ACCOUNT_SID, AUTH_TOKEN, transport=transport)
+    assert transport._session is None, "the session is made inside the loop, on first use"
 
 
 async def test_a_closed_client_refuses_requests(twilio: MockTwilio) -> None:
     client = TwilioNumbersClient(ACCOUNT_SID, AUTH_TOKEN, rate_limit=None)
     twilio.post(NUMBERS_URL, status=201, payload=resource())
     await client.create_incoming_phone_number(area_code="500")
-    await client.close()
-    await client.close()  # idempotent
+    await client.aclose()
+    await client.aclose()  # idempotent
     assert client.closed
     with pytest.raises(RuntimeError, match="closed"):
         await client.create_incoming_phone_number(area_code="500")
@@ -376,14 +381,15 @@ async def test_a_closed_client_refuses_requests(twilio: MockTwilio) -> None:
 
 async def test_a_session_passed_in_is_used_and_left_open(twilio: MockTwilio) -> None:
     twilio.post(NUMBERS_URL, status=201, payload=resource())
-    async with aiohttp.ClientSession() as session:
+    async with aiohttp.ClientSession(headers={"X-Session": "the caller's"}) as session:
         async with TwilioNumbersClient(
             ACCOUNT_SID, AUTH_TOKEN, session=session, rate_limit=None
         ) as client:
             await client.create_incoming_phone_number(area_code="500")
-            assert client._session is session
         assert not session.closed
-    assert len(twilio.sent("POST", NUMBERS_URL)) == 1
+    (sent,) = twilio.sent("POST", NUMBERS_URL)
+    assert sent.kwargs["headers"]["Authorization"].startswith("Basic ")
+    assert session.headers["X-Session"] == "the caller's"
 
 
 async def test_a_shared_in_flight_cap_is_used_as_given(twilio: MockTwilio) -> None:
@@ -410,9 +416,12 @@ async def test_a_shared_in_flight_cap_is_used_as_given(twilio: MockTwilio) -> No
 
 async def test_the_client_closes_the_session_it_made(twilio: MockTwilio) -> None:
     twilio.post(NUMBERS_URL, status=201, payload=resource())
-    async with TwilioNumbersClient(ACCOUNT_SID, AUTH_TOKEN, rate_limit=None) as client:
+    transport = AiohttpTransport()
+    async with TwilioNumbersClient(
+        ACCOUNT_SID, AUTH_TOKEN, rate_limit=None, transport=transport
+    ) as client:
         await client.create_incoming_phone_number(area_code="500")
-        session = client._session
+        session = transport._session
         assert session is not None
     assert session.closed
 
@@ -466,17 +475,24 @@ async def test_only_the_account_reaches_the_url(
     assert AUTH_TOKEN not in str(url)
 
 
-def test_methods_take_every_field_of_their_request() -> None:
-    import inspect
+def test_methods_take_every_field_of_their_request_typed_as_the_request_takes_it() -> None:
+    import typing
 
     import attrs
 
-    for method, request in (
-        (TwilioNumbersClient.create_incoming_phone_number, NumberPurchase),
-        (TwilioNumbersClient.create_incoming_phone_number_mobile, MobileNumberPurchase),
+    for fields, request in (
+        (NumberPurchaseFields, NumberPurchase),
+        (MobileNumberPurchaseFields, MobileNumberPurchase),
     ):
-        parameters = set(inspect.signature(method).parameters) - {"self", "account_sid"}
-        assert parameters == {field.name for field in attrs.fields(request)}
+        declared = typing.get_type_hints(fields, include_extras=True)
+        accepted = typing.get_type_hints(request.__init__)
+        accepted.pop("return")
+        assert set(declared) == {field.name for field in attrs.fields(request)}
+        for name, hint in declared.items():
+            if request is MobileNumberPurchase and name == "phone_number":
+                assert hint == typing.Required[str], "the one required keyword"
+                continue
+            assert hint in (accepted[name], accepted[name] | None), name
 
 
 def test_http_method_values() -> None:

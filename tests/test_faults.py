@@ -18,7 +18,6 @@ from twilio_numbers_async import (
     MobileNumberPurchase,
     NumberPurchase,
     PurchaseOutcomeUnknownError,
-    PurchaseStats,
     RateLimitedError,
     RetryEvent,
     TokenBucket,
@@ -26,9 +25,10 @@ from twilio_numbers_async import (
     TwilioApiError,
     TwilioNumbersClient,
 )
+from twilio_numbers_async._purchase import PurchaseResult
 from twilio_numbers_async.sandbox import Fault, Faults, Sandbox
 
-from .conftest import FakeTime, posts
+from .conftest import FakeTime, posts, purchase_result, sold
 
 GIVEN = NumberPurchase(phone_number="+14155550123")
 MOBILE = MobileNumberPurchase(phone_number="+447700900123")
@@ -47,14 +47,13 @@ def client_for(sandbox: Sandbox, fake_time: FakeTime, **kwargs: Any) -> TwilioNu
     return sandbox.client(**kwargs)
 
 
-def sold(sandbox: Sandbox) -> list[str]:
-    return [purchase.phone_number for purchase in sandbox.purchases]
-
-
-async def buy(client: TwilioNumbersClient, request: Any) -> tuple[Any, PurchaseStats]:
-    stats = PurchaseStats()
+async def buy(client: TwilioNumbersClient, request: Any) -> tuple[Any, PurchaseResult]:
+    """The number bought (or the error raised), and the purchase's whole result."""
     async with client:
-        return await client.purchase_tracked(request, stats), stats
+        result = await purchase_result(client, request)
+    if result.error is not None:
+        raise result.error
+    return result.number, result
 
 
 # --- not processed: retried -------------------------------------------------------------------
@@ -62,10 +61,11 @@ async def buy(client: TwilioNumbersClient, request: Any) -> tuple[Any, PurchaseS
 
 async def test_429_with_retry_after(sandbox: Sandbox, fake_time: FakeTime) -> None:
     sandbox.script(Fault.rate_limited(retry_after=2))
-    number, stats = await buy(client_for(sandbox, fake_time), GIVEN)
+    number, result = await buy(client_for(sandbox, fake_time), GIVEN)
     assert number.phone_number == GIVEN.phone_number
     assert fake_time.sleeps == [2.0]
-    assert (posts(sandbox), sold(sandbox), stats.rate_limited) == (2, [GIVEN.phone_number], 1)
+    assert (posts(sandbox), sold(sandbox), result.attempts) == (2, [GIVEN.phone_number], 2)
+    assert [r.status for r in sandbox.requests] == [429, 201], "one 429, then the purchase"
 
 
 async def test_429_without_retry_after(sandbox: Sandbox, fake_time: FakeTime) -> None:
@@ -108,9 +108,9 @@ async def test_connection_refused_is_retried_then_reported(fake_time: FakeTime) 
 
 async def test_5xx_before_the_purchase(sandbox: Sandbox, fake_time: FakeTime) -> None:
     sandbox.script(Fault.server_error(503))
-    number, stats = await buy(client_for(sandbox, fake_time), GIVEN)
+    number, result = await buy(client_for(sandbox, fake_time), GIVEN)
     assert number.phone_number == GIVEN.phone_number
-    assert not stats.reconciled, "the look-up found nothing, so it was bought by the retry"
+    assert not result.reconciled, "the look-up found nothing, so it was bought by the retry"
     assert (posts(sandbox), sold(sandbox)) == (2, [GIVEN.phone_number])
 
 
@@ -119,16 +119,16 @@ async def test_purchase_committed_then_the_answer_lost(
     sandbox: Sandbox, fake_time: FakeTime, fault: Fault
 ) -> None:
     sandbox.script(fault)
-    number, stats = await buy(client_for(sandbox, fake_time), GIVEN)
-    assert stats.reconciled
+    number, result = await buy(client_for(sandbox, fake_time), GIVEN)
+    assert result.reconciled
     assert (posts(sandbox), sold(sandbox)) == (1, [GIVEN.phone_number])
     assert number.sid == sandbox.purchases[0].sid
 
 
 async def test_a_mobile_purchase_is_reconciled_too(sandbox: Sandbox, fake_time: FakeTime) -> None:
     sandbox.script(Fault.drop_after_commit())
-    number, stats = await buy(client_for(sandbox, fake_time), MOBILE)
-    assert stats.reconciled
+    number, result = await buy(client_for(sandbox, fake_time), MOBILE)
+    assert result.reconciled
     assert number.phone_number == MOBILE.phone_number
     assert (posts(sandbox), sold(sandbox)) == (1, [MOBILE.phone_number])
 
@@ -137,15 +137,15 @@ async def test_connection_dropped_before_the_purchase(
     sandbox: Sandbox, fake_time: FakeTime
 ) -> None:
     sandbox.script(Fault.drop_before_commit())
-    _, stats = await buy(client_for(sandbox, fake_time), GIVEN)
-    assert (stats.attempts, stats.reconciled) == (2, False)
+    _, result = await buy(client_for(sandbox, fake_time), GIVEN)
+    assert (result.attempts, result.reconciled) == (2, False)
     assert (posts(sandbox), sold(sandbox)) == (2, [GIVEN.phone_number])
 
 
 async def test_a_response_slower_than_the_timeout(sandbox: Sandbox, fake_time: FakeTime) -> None:
     sandbox.script(Fault.slow_after_commit(5))
-    number, stats = await buy(client_for(sandbox, fake_time, timeout=0.2), GIVEN)
-    assert stats.reconciled
+    number, result = await buy(client_for(sandbox, fake_time, timeout=0.2), GIVEN)
+    assert result.reconciled
     assert number.sid == sandbox.purchases[0].sid
     assert (posts(sandbox), sold(sandbox)) == (1, [GIVEN.phone_number])
 
@@ -157,8 +157,8 @@ async def test_faults_in_a_row_still_buy_once(sandbox: Sandbox, fake_time: FakeT
         Fault.server_error(502),
         Fault.error_after_commit(504),
     )
-    number, stats = await buy(client_for(sandbox, fake_time), GIVEN)
-    assert stats.reconciled
+    number, result = await buy(client_for(sandbox, fake_time), GIVEN)
+    assert result.reconciled
     assert number.phone_number == GIVEN.phone_number
     assert (posts(sandbox), sold(sandbox)) == (4, [GIVEN.phone_number])
 
@@ -235,7 +235,7 @@ async def test_a_client_closed_mid_purchase_reports_it_unknown_not_lost(
     async with asyncio.timeout(10):
         while not sandbox.purchases:  # noqa: ASYNC110 - the sandbox signals nothing: look
             await asyncio.sleep(0.01)
-    await client.close()  # the POST's connection goes with the session; no look-up can follow
+    await client.aclose()  # the POST's connection goes with the session; no look-up can follow
     with pytest.raises(PurchaseOutcomeUnknownError) as caught:
         await task
     assert isinstance(caught.value.__cause__, RuntimeError)

@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import json
 import logging
 from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -17,14 +19,20 @@ import pytest
 from aioresponses import CallbackResult
 
 from twilio_numbers_async import (
+    ClientClosedError,
     NumberPurchase,
+    OutcomeStatus,
+    PurchaseOutcome,
     PurchaseOutcomeUnknownError,
+    RateLimitedError,
     ResponseParseError,
     RetryEvent,
+    TokenBucket,
     TransportError,
     TwilioApiError,
     TwilioNumbersClient,
 )
+from twilio_numbers_async.sandbox import Faults, Sandbox
 
 from .conftest import (
     ACCOUNT_SID,
@@ -35,6 +43,7 @@ from .conftest import (
     MockTwilio,
     page,
     resource,
+    sold,
     twilio_error,
 )
 
@@ -254,3 +263,99 @@ async def test_no_credential_is_reachable_from_a_transport_error(
         assert CREDENTIALS not in text
         assert AUTH_TOKEN not in text
     assert not any(isinstance(node, aiohttp.ClientError) for node in reachable(caught.value))
+
+
+# --- 5. one huge Retry-After never wedges the client ------------------------------------------
+
+
+async def test_a_day_long_retry_after_fails_that_call_and_pauses_the_others_a_minute(
+    fake_time: FakeTime, twilio: MockTwilio
+) -> None:
+    bucket = TokenBucket(25)
+    twilio.post(
+        NUMBERS_URL,
+        status=429,
+        payload=twilio_error(20429, 429),
+        headers={"Retry-After": "100000"},
+    )
+    async with make_client(fake_time, rate_limit=bucket) as client:
+        with pytest.raises(RateLimitedError) as first:
+            await client.purchase(ANY_IN_415)
+        assert first.value.retry_after == 100000.0
+        assert not first.value.from_limiter
+        assert fake_time.sleeps == [], "that call ends at once"
+        loop = asyncio.get_running_loop()
+        paused_for = bucket._last - loop.time()
+        assert 59 < paused_for <= 60, "the others wait a minute at most, not 27 hours"
+        # The next call's budget (120 s on its clock) would outlast the pause, but its clock
+        # says the pause outlasts what a 1-second budget leaves: it fails at once, unsent.
+        quick = make_client(fake_time, rate_limit=bucket, retry=fake_time.policy(max_elapsed=1))
+        async with quick, asyncio.timeout(5):
+            with pytest.raises(RateLimitedError) as second:
+                await quick.purchase(ANY_IN_415)
+    assert second.value.from_limiter, "our own limiter said no: nothing was sent"
+    assert len(twilio.sent("POST", NUMBERS_URL)) == 1
+
+
+# --- 9. closing the client mid-bulk: what was never sent is "not sent" -------------------------
+
+
+async def test_closing_the_client_mid_bulk_marks_unsent_requests_not_sent(
+    fake_time: FakeTime, tmp_path: Path
+) -> None:
+    numbers = [f"+1415555{n:04d}" for n in range(10)]
+    requests = [NumberPurchase(phone_number=number) for number in numbers]
+    journal = tmp_path / "buy.jsonl"
+    async with Sandbox(seed=3, faults=Faults(latency=0.05)) as sandbox:
+        client = sandbox.client(
+            rate_limit=None, max_concurrency=2, retry=fake_time.policy(max_attempts=1)
+        )
+        outcomes: list[PurchaseOutcome] = []
+
+        async def close_after_two() -> None:
+            async for outcome in client.purchase_many(requests, concurrency=10, journal=journal):
+                outcomes.append(outcome)
+                if len(outcomes) == 2:
+                    await client.aclose()
+
+        with pytest.raises(ClientClosedError):
+            await close_after_two()
+        refused = [o for o in outcomes if isinstance(o.error, ClientClosedError)]
+        assert refused, "some requests were still waiting for a slot"
+        for outcome in refused:
+            assert (outcome.status, outcome.attempts) == (OutcomeStatus.FAILED, 0)
+            assert outcome.request.phone_number not in sold(sandbox), "never sent"
+        # The next run sends exactly what was never sent, and buys nothing twice.
+        async with sandbox.client(rate_limit=None, retry=fake_time.policy()) as again:
+            rerun = [o async for o in again.purchase_many(requests, journal=journal)]
+        fresh = {o.request.phone_number for o in rerun if not o.from_journal}
+        assert {o.request.phone_number for o in refused} <= fresh
+        assert sorted(sold(sandbox)) == sorted(set(sold(sandbox))), "nothing bought twice"
+
+
+# --- 10. the intent is written after every wait, just before the POST --------------------------
+
+
+async def test_requests_waiting_for_a_token_when_the_run_stops_leave_no_intent(
+    fake_time: FakeTime, tmp_path: Path
+) -> None:
+    journal = tmp_path / "buy.jsonl"
+    requests = [NumberPurchase(area_code="415") for _ in range(5)]
+    async with Sandbox(seed=4) as sandbox:
+        # One token now, the next in an hour: four requests wait for theirs when the run stops.
+        bucket = TokenBucket(1 / 3600)
+        patient = fake_time.policy(max_elapsed=100_000)  # the waits fit in the budget
+        async with sandbox.client(rate_limit=bucket, retry=patient) as client:
+            run = client.purchase_many(requests, concurrency=5, journal=journal)
+            first = await anext(run)
+            assert first.ok
+            await run.aclose()
+        intents = [
+            r for r in map(json.loads, journal.read_text().splitlines()) if r["kind"] == "intent"
+        ]
+        assert len(intents) == 1, "only the request that got a token wrote an intent"
+        # The rerun buys the other four: none is a false "unknown".
+        async with sandbox.client(rate_limit=None, retry=fake_time.policy()) as again:
+            rerun = [o async for o in again.purchase_many(requests, journal=journal)]
+    assert sorted(o.status.value for o in rerun) == ["bought"] * 5
+    assert sum(o.from_journal for o in rerun) == 1

@@ -17,7 +17,6 @@ from twilio_numbers_async import (
     FailureKind,
     NumberPurchase,
     PurchaseOutcomeUnknownError,
-    PurchaseStats,
     RateLimitedError,
     RetryEvent,
     RetryPolicy,
@@ -41,6 +40,7 @@ from .conftest import (
     FakeTime,
     MockTwilio,
     page,
+    purchase_result,
     resource,
     twilio_error,
 )
@@ -140,7 +140,7 @@ class RecordingLimiter:
         self.acquired = 0
         self.pauses: list[float] = []
 
-    async def acquire(self, tokens: int = 1) -> None:
+    async def acquire(self, tokens: int = 1, *, max_wait: float | None = None) -> None:
         self.acquired += tokens
 
     def pause(self, seconds: float) -> None:
@@ -161,13 +161,12 @@ async def test_a_429_waits_retry_after_and_pauses_everyone(
         NUMBERS_URL, status=429, payload=twilio_error(20429, 429), headers={"Retry-After": "3"}
     )
     twilio.post(NUMBERS_URL, status=201, payload=resource())
-    stats = PurchaseStats()
     async with make_client(fake_time, rate_limit=limiter) as client:
-        await client.purchase_tracked(ANY_IN_415, stats)
+        result = await purchase_result(client, ANY_IN_415)
     assert fake_time.sleeps == [3.0]
     assert limiter.pauses == [3.0]
     assert limiter.acquired == 2, "every attempt takes a token, retries included"
-    assert (stats.attempts, stats.rate_limited, stats.reconciled) == (2, 1, False)
+    assert (result.attempts, result.reconciled) == (2, False)
 
 
 async def test_a_429_without_retry_after_backs_off(fake_time: FakeTime, twilio: MockTwilio) -> None:
@@ -243,11 +242,12 @@ async def test_a_5xx_on_a_given_number_is_reconciled_not_repeated(
 ) -> None:
     twilio.post(NUMBERS_URL, status=500, payload=twilio_error(20500, 500))
     twilio.get(FIND_URL, payload=page(resource()))
-    stats = PurchaseStats()
     async with make_client(fake_time) as client:
-        number = await client.purchase_tracked(GIVEN, stats)
+        result = await purchase_result(client, GIVEN)
+    number = result.number
+    assert number is not None
     assert number.phone_number == "+15005550006"
-    assert stats.reconciled
+    assert result.reconciled
     assert len(twilio.sent("POST", NUMBERS_URL)) == 1, "owned: never POSTed again"
 
 
@@ -257,10 +257,9 @@ async def test_a_dropped_connection_then_not_owned_is_sent_again(
     twilio.post(NUMBERS_URL, exception=aiohttp.ServerDisconnectedError())
     twilio.get(FIND_URL, payload=page())
     twilio.post(NUMBERS_URL, status=201, payload=resource())
-    stats = PurchaseStats()
     async with make_client(fake_time) as client:
-        await client.purchase_tracked(GIVEN, stats)
-    assert (stats.attempts, stats.reconciled) == (2, False)
+        result = await purchase_result(client, GIVEN)
+    assert (result.attempts, result.reconciled) == (2, False)
     assert len(twilio.sent("GET", FIND_URL)) == 1
 
 
@@ -288,11 +287,12 @@ async def test_a_21422_after_an_unknown_attempt_means_we_bought_it(
     twilio.get(FIND_URL, payload=page())
     twilio.post(NUMBERS_URL, status=400, payload=twilio_error(21422))
     twilio.get(FIND_URL, payload=page(resource()))
-    stats = PurchaseStats()
     async with make_client(fake_time) as client:
-        number = await client.purchase_tracked(GIVEN, stats)
+        result = await purchase_result(client, GIVEN)
+    number = result.number
+    assert number is not None
     assert number.sid == "PN" + "1" * 32
-    assert stats.reconciled
+    assert result.reconciled
     assert len(twilio.sent("POST", NUMBERS_URL)) == 2
 
 
@@ -325,11 +325,12 @@ async def test_out_of_attempts_after_an_unknown_one_looks_one_last_time(
     twilio.post(NUMBERS_URL, status=429, payload=twilio_error(20429, 429))
     twilio.post(NUMBERS_URL, status=502, body="bad gateway")
     twilio.get(FIND_URL, payload=page(resource()))
-    stats = PurchaseStats()
     async with make_client(fake_time, retry=fake_time.policy(max_attempts=2)) as client:
-        number = await client.purchase_tracked(GIVEN, stats)
+        result = await purchase_result(client, GIVEN)
+    number = result.number
+    assert number is not None
     assert number.sid is not None
-    assert stats.reconciled
+    assert result.reconciled
 
 
 async def test_out_of_attempts_and_not_owned_reports_the_last_failure(

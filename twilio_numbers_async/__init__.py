@@ -18,11 +18,11 @@ from ._version import VERSION as __version__  # noqa: N811 - the conventional na
 
 if TYPE_CHECKING:
     from ._journal import JournalError
-    from ._purchase import PurchaseStats
     from .bulk import BulkProgress, OutcomeStatus, PurchaseOutcome
     from .client import TwilioNumbersClient
     from .errors import (
         AuthenticationError,
+        ClientClosedError,
         PurchaseOutcomeUnknownError,
         RateLimitedError,
         RequestValidationError,
@@ -51,6 +51,7 @@ __all__ = [
     "AuthenticationError",
     "BulkProgress",
     "Capabilities",
+    "ClientClosedError",
     "EmergencyAddressStatus",
     "EmergencyStatus",
     "FailureKind",
@@ -64,7 +65,6 @@ __all__ = [
     "PurchaseOutcome",
     "PurchaseOutcomeUnknownError",
     "PurchaseRequest",
-    "PurchaseStats",
     "RateLimitedError",
     "RequestValidationError",
     "ResponseParseError",
@@ -87,6 +87,7 @@ _HOMES: dict[str, str] = {
     "AuthenticationError": "errors",
     "BulkProgress": "bulk",
     "Capabilities": "models",
+    "ClientClosedError": "errors",
     "EmergencyAddressStatus": "models",
     "EmergencyStatus": "models",
     "FailureKind": "retry",
@@ -100,7 +101,6 @@ _HOMES: dict[str, str] = {
     "PurchaseOutcome": "bulk",
     "PurchaseOutcomeUnknownError": "errors",
     "PurchaseRequest": "models",
-    "PurchaseStats": "_purchase",
     "RateLimitedError": "errors",
     "RequestValidationError": "errors",
     "ResponseParseError": "errors",

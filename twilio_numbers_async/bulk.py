@@ -7,8 +7,8 @@ buys each through the client (its limiter, concurrency cap and retry rules), and
 that dies half way can be run again with the same input: what is done is not sent again, and
 what was in flight is reconciled rather than repeated.
 
-This module knows the client only through :class:`Buyer`, so that nothing imports the client
-back.
+This module knows the client only through the purchase engine it is given, and gets a result
+back from it: nothing here calls back into the client.
 """
 
 from __future__ import annotations
@@ -17,16 +17,17 @@ import asyncio
 import enum
 import os
 from collections.abc import AsyncGenerator, AsyncIterable, AsyncIterator, Iterable
-from typing import Any, Final, Protocol
+from typing import Any, Final
 
 import attrs
 
 from ._journal import Journal, error_from_json, error_to_json
-from ._purchase import PurchaseStats
+from ._purchase import PurchaseEngine, PurchaseResult
 from ._serde import encode_form, number_from_json, number_to_json
-from ._sids import check_count, check_sid
+from ._sids import check_count
 from .errors import (
     AuthenticationError,
+    ClientClosedError,
     PurchaseOutcomeUnknownError,
     ResponseParseError,
     TwilioNumbersError,
@@ -34,7 +35,7 @@ from .errors import (
 from .models import IncomingPhoneNumber, MobileNumberPurchase, NumberPurchase, PurchaseRequest
 from .retry import FailureKind, classify
 
-__all__ = ["BulkProgress", "Buyer", "OutcomeStatus", "PurchaseOutcome", "purchase_many"]
+__all__ = ["BulkProgress", "OutcomeStatus", "PurchaseOutcome", "purchase_many"]
 
 
 class OutcomeStatus(enum.StrEnum):
@@ -117,29 +118,13 @@ class BulkProgress:
         self.from_journal += outcome.from_journal
 
 
-class Buyer(Protocol):
-    """What ``purchase_many`` needs of a client."""
-
-    @property
-    def account_sid(self) -> str: ...
-
-    async def purchase_tracked(
-        self,
-        request: PurchaseRequest,
-        stats: PurchaseStats,
-        *,
-        account_sid: str | None = None,
-        in_doubt: BaseException | None = None,
-    ) -> IncomingPhoneNumber: ...
-
-
 async def purchase_many(
-    buyer: Buyer,
+    engine: PurchaseEngine,
     requests: Iterable[PurchaseRequest] | AsyncIterable[PurchaseRequest],
     *,
+    account_sid: str,
     concurrency: int = 8,
     journal: str | os.PathLike[str] | None = None,
-    account_sid: str | None = None,
     progress: BulkProgress | None = None,
 ) -> AsyncGenerator[PurchaseOutcome, None]:
     """Buy every request, yielding one :class:`PurchaseOutcome` each, in completion order.
@@ -161,10 +146,6 @@ async def purchase_many(
     same way, and the error is raised once what was in flight has been yielded.
     """
     check_count("concurrency", concurrency)
-    # Checked before the journal opens: a bad SID would otherwise fail, and record, every request.
-    account = (
-        buyer.account_sid if account_sid is None else check_sid("account_sid", account_sid, "AC")
-    )
     counters = progress if progress is not None else BulkProgress()
     # Reading a long journal is file I/O: keep it off the event loop.
     book = await asyncio.to_thread(Journal.open, journal) if journal is not None else None
@@ -188,7 +169,7 @@ async def purchase_many(
                     exhausted = True
                     break
                 counters.started += 1
-                job = _Job(buyer, account, request, index, book)
+                job = _Job(engine, account_sid, request, index, book)
                 index += 1
                 if (recorded := job.recorded()) is not None:
                     counters.count(recorded)
@@ -207,6 +188,9 @@ async def purchase_many(
                 failure, exhausted = failure or exc, True
                 continue
             counters.count(outcome)
+            if isinstance(outcome.error, ClientClosedError):
+                # Every request taken from now on would be refused the same way: stop taking.
+                failure, exhausted = failure or outcome.error, True
             yield outcome
         if failure is not None:
             raise failure
@@ -237,13 +221,15 @@ async def _next_request(source: AsyncIterator[object], index: int) -> PurchaseRe
 
 @attrs.define
 class _Job:
-    buyer: Buyer
+    engine: PurchaseEngine
     account_sid: str
     request: PurchaseRequest
     index: int
     journal: Journal | None
     key: str | None = None
     form: bytes = b""
+    #: Whether this run wrote the request's intent to the journal.
+    intent_written: bool = False
 
     def __attrs_post_init__(self) -> None:
         if self.journal is not None:
@@ -268,64 +254,67 @@ class _Job:
         )
 
     async def run(self) -> PurchaseOutcome:
-        stats = PurchaseStats()
+        in_doubt: BaseException | None = None
+        if self._in_flight_before():
+            # An earlier run died with this request in flight: its POST may have bought the
+            # number, and may even still be on its way to Twilio.
+            in_doubt = RuntimeError(
+                "an earlier run stopped while this purchase was in flight (its journal has the "
+                "intent but no outcome)"
+            )
+        purchase = self.engine.start(
+            self.request,
+            self.account_sid,
+            in_doubt=in_doubt,
+            before_send=self._write_intent if self.journal is not None else None,
+        )
         try:
-            number = await self._settle(stats)
-        except TwilioNumbersError as error:
-            outcome = self._outcome(stats, error=error)
+            result = await purchase.run()
         except Exception as exc:
-            if not stats.attempts:
+            if not purchase.maybe_bought:
                 raise  # nothing was sent for it: the failure is the run's, not the purchase's
             # A POST went out, then something unforeseen: it may have bought the number.
             unknown = PurchaseOutcomeUnknownError(self.request, exc, account_sid=self.account_sid)
             unknown.__cause__ = exc
-            outcome = self._outcome(stats, error=unknown)
-        else:
-            outcome = self._outcome(stats, number=number)
-        if self.journal is not None and self.key is not None:
-            await self.journal.record_outcome(self.key, _outcome_record(outcome, stats))
-        return outcome
-
-    async def _settle(self, stats: PurchaseStats) -> IncomingPhoneNumber:
-        in_doubt: BaseException | None = None
-        if self.journal is not None and self.key is not None:
-            if self.journal.state(self.key) == "in_flight":
-                # An earlier run died with this request in flight: its POST may have bought the
-                # number, and may even still be on its way to Twilio.
-                in_doubt = RuntimeError(
-                    "an earlier run stopped while this purchase was in flight (its journal has "
-                    "the intent but no outcome)"
-                )
-            else:
-                await self.journal.record_intent(
-                    self.key,
-                    index=self.index,
-                    account_sid=self.account_sid,
-                    endpoint=self.request.endpoint,
-                    form=self.form,
-                )
-        return await self.buyer.purchase_tracked(
-            self.request, stats, account_sid=self.account_sid, in_doubt=in_doubt
-        )
-
-    def _outcome(
-        self,
-        stats: PurchaseStats,
-        *,
-        number: IncomingPhoneNumber | None = None,
-        error: TwilioNumbersError | None = None,
-    ) -> PurchaseOutcome:
-        return PurchaseOutcome(
+            result = PurchaseResult(error=unknown, attempts=purchase.attempts)
+        outcome = PurchaseOutcome(
             index=self.index,
             request=self.request,
-            number=number,
-            error=error,
-            attempts=stats.attempts,
-            reconciled=stats.reconciled,
+            number=result.number,
+            error=result.error,
+            attempts=result.attempts,
+            reconciled=result.reconciled,
+        )
+        if self.journal is not None and self.key is not None:
+            await self.journal.record_outcome(self.key, _outcome_record(outcome, result))
+        return outcome
+
+    def _in_flight_before(self) -> bool:
+        """Whether the journal holds an earlier run's intent for this request, and no outcome."""
+        return (
+            self.journal is not None
+            and self.key is not None
+            and not self.intent_written
+            and self.journal.state(self.key) == "in_flight"
         )
 
+    async def _write_intent(self, sent: PurchaseRequest) -> None:
+        """Record, before the first POST leaves (after its slot and token), what it sends."""
+        if self.intent_written or self.journal is None or self.key is None:
+            return
+        if self._in_flight_before():
+            return  # the earlier run's intent stands
+        await self.journal.record_intent(
+            self.key,
+            index=self.index,
+            account_sid=self.account_sid,
+            endpoint=sent.endpoint,
+            form=encode_form(sent),
+        )
+        self.intent_written = True
 
-def _outcome_record(outcome: PurchaseOutcome, stats: PurchaseStats) -> dict[str, Any]:
+
+def _outcome_record(outcome: PurchaseOutcome, result: PurchaseResult) -> dict[str, Any]:
     resend = _safe_to_resend(outcome)
     return {
         "index": outcome.index,
@@ -335,7 +324,7 @@ def _outcome_record(outcome: PurchaseOutcome, stats: PurchaseStats) -> dict[str,
         "resend": resend,
         # Not found when last looked for, after an attempt of unknown outcome: it may still
         # show up bought, so the next run looks before it sends, and reads a 21422 as ours.
-        "in_doubt": resend and stats.in_doubt,
+        "in_doubt": resend and result.in_doubt,
         "number": number_to_json(outcome.number) if outcome.number is not None else None,
         "error": error_to_json(outcome.error) if outcome.error is not None else None,
     }
@@ -349,7 +338,11 @@ def _safe_to_resend(outcome: PurchaseOutcome) -> bool:
     error = outcome.error
     if outcome.status is not OutcomeStatus.FAILED or error is None:
         return False
-    return isinstance(error, AuthenticationError) or classify(error) is not FailureKind.REJECTED
+    return (
+        outcome.attempts == 0  # nothing was sent (a closed client, a limiter that said no)
+        or isinstance(error, AuthenticationError)
+        or classify(error) is not FailureKind.REJECTED
+    )
 
 
 #: What ``anext`` gives back at the end of the input; an object of our own, so that no item of

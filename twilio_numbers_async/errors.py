@@ -9,7 +9,8 @@
     │   └── RateLimitedError        429 / 20429, once retries are spent
     ├── TransportError           connect / read failures and timeouts, once retries are spent
     ├── ResponseParseError       a 2xx body that can't be read (for a purchase: the money is spent)
-    └── PurchaseOutcomeUnknownError  the purchase may have happened and can't be checked
+    ├── PurchaseOutcomeUnknownError  the purchase may have happened and can't be checked
+    └── ClientClosedError (also RuntimeError)  the client was closed: the request was not sent
 
 No message, ``repr`` or attribute here ever holds a credential: errors are built from the
 method, the URL (which names the account, not its token) and Twilio's own error body.
@@ -24,6 +25,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "AuthenticationError",
+    "ClientClosedError",
     "PurchaseOutcomeUnknownError",
     "RateLimitedError",
     "RequestValidationError",
@@ -125,10 +127,16 @@ class RateLimitedError(TwilioApiError):
     """Twilio kept answering 429 (code 20429) until the retry budget was spent.
 
     ``retry_after`` is the wait Twilio asked for in its last answer, in seconds, if it sent one.
+    ``from_limiter`` is true when it was the client's own limiter, not Twilio, that would not
+    admit the request within the retry budget (a long Retry-After paused it): nothing was sent,
+    and it is safe to send again later.
     """
 
-    def __init__(self, *, retry_after: float | None = None, **kwargs: Any) -> None:
+    def __init__(
+        self, *, retry_after: float | None = None, from_limiter: bool = False, **kwargs: Any
+    ) -> None:
         self.retry_after = retry_after
+        self.from_limiter = from_limiter
         super().__init__(**kwargs)
 
 
@@ -179,6 +187,11 @@ class PurchaseOutcomeUnknownError(TwilioNumbersError):
             f"the purchase may have happened on {account_sid} and could not be checked "
             f"({type(cause).__name__}: {cause}); check the account before buying again"
         )
+
+
+class ClientClosedError(TwilioNumbersError, RuntimeError):
+    """The client (or its transport) was closed: the request was not sent, safe to send again
+    from a client that is open."""
 
 
 def _rebuild(

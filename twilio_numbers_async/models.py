@@ -13,7 +13,7 @@ import enum
 import functools
 from collections.abc import Callable
 from datetime import datetime
-from typing import Any, ClassVar, Literal, TypeAlias
+from typing import Any, ClassVar, Literal, Required, TypeAlias, TypedDict
 
 import attrs
 
@@ -35,7 +35,10 @@ __all__ = [
     "HttpMethod",
     "IncomingPhoneNumber",
     "MobileNumberPurchase",
+    "MobileNumberPurchaseFields",
     "NumberPurchase",
+    "NumberPurchaseFields",
+    "PurchaseFields",
     "PurchaseRequest",
     "VoiceReceiveMode",
 ]
@@ -211,8 +214,13 @@ def _repr_url(value: str | None) -> str:
 
 
 @attrs.frozen(kw_only=True, repr=False)
-class _PurchaseFields:
-    """The 22 optional fields both endpoints share; every one defaults to "not sent"."""
+class PurchaseRequest:
+    """What both endpoints take: the 22 optional fields they share, each "not sent" by default.
+
+    The base of :class:`NumberPurchase` and :class:`MobileNumberPurchase`, which add the number
+    to buy; build one of those. Typing a list of requests of both kinds needs no annotation:
+    its items are ``PurchaseRequest``.
+    """
 
     #: The path under ``/2010-04-01/Accounts/{AccountSid}/`` that this request is sent to.
     endpoint: ClassVar[str]
@@ -258,6 +266,24 @@ class _PurchaseFields:
     )
     bundle_sid: str | None = _sid_field("BU")
 
+    def __attrs_post_init__(self) -> None:
+        if type(self) is PurchaseRequest:
+            raise TypeError(
+                "PurchaseRequest is the base of NumberPurchase and MobileNumberPurchase: "
+                "build one of those"
+            )
+
+    # Each subclass declares these as fields; here they are what every request can be asked.
+    @property
+    def phone_number(self) -> str | None:
+        """The given number to buy, in E.164; ``None`` for an area-code purchase."""
+        raise NotImplementedError  # pragma: no cover - never built, see __attrs_post_init__
+
+    @property
+    def area_code(self) -> str | None:
+        """The area code to buy any number in; ``None`` for a given number."""
+        return None
+
     def __repr__(self) -> str:
         # Only what is sent: two dozen "=None" would hide the two fields that matter.
         shown = [
@@ -269,7 +295,7 @@ class _PurchaseFields:
 
 
 @attrs.frozen(kw_only=True, repr=False)
-class NumberPurchase(_PurchaseFields):
+class NumberPurchase(PurchaseRequest):
     """Buy a given ``phone_number``, or any number in an ``area_code`` (exactly one of them).
 
     Sent to ``POST /2010-04-01/Accounts/{AccountSid}/IncomingPhoneNumbers.json``.
@@ -292,7 +318,7 @@ class NumberPurchase(_PurchaseFields):
 
 
 @attrs.frozen(kw_only=True, repr=False)
-class MobileNumberPurchase(_PurchaseFields):
+class MobileNumberPurchase(PurchaseRequest):
     """Buy a given mobile ``phone_number``.
 
     Sent to ``POST /2010-04-01/Accounts/{AccountSid}/IncomingPhoneNumbers/Mobile.json``.
@@ -303,8 +329,50 @@ class MobileNumberPurchase(_PurchaseFields):
     phone_number: str = attrs.field(validator=_required_e164)
 
 
-#: Either request; :meth:`TwilioNumbersClient.purchase` sends each to its own endpoint.
-PurchaseRequest: TypeAlias = NumberPurchase | MobileNumberPurchase
+_Method: TypeAlias = HttpMethod | Literal["GET", "POST"] | None
+
+
+class PurchaseFields(TypedDict, total=False):
+    """The keyword arguments of every ``create_*`` method: :class:`PurchaseRequest`'s fields.
+
+    Declared for type checkers and IDEs; a test checks that it matches the attrs classes.
+    """
+
+    api_version: str | None
+    friendly_name: str | None
+    sms_application_sid: str | None
+    sms_fallback_method: _Method
+    sms_fallback_url: str | None
+    sms_method: _Method
+    sms_url: str | None
+    status_callback: str | None
+    status_callback_method: _Method
+    voice_application_sid: str | None
+    voice_caller_id_lookup: bool | None
+    voice_fallback_method: _Method
+    voice_fallback_url: str | None
+    voice_method: _Method
+    voice_url: str | None
+    emergency_status: EmergencyStatus | Literal["Active", "Inactive"] | None
+    emergency_address_sid: str | None
+    trunk_sid: str | None
+    identity_sid: str | None
+    address_sid: str | None
+    voice_receive_mode: VoiceReceiveMode | Literal["voice", "fax"] | None
+    bundle_sid: str | None
+
+
+class NumberPurchaseFields(PurchaseFields, total=False):
+    """:meth:`~TwilioNumbersClient.create_incoming_phone_number`'s keyword arguments."""
+
+    phone_number: str | None
+    area_code: str | None
+
+
+class MobileNumberPurchaseFields(PurchaseFields, total=False):
+    """:meth:`~TwilioNumbersClient.create_incoming_phone_number_mobile`'s keyword arguments."""
+
+    phone_number: Required[str]
 
 
 # --- response --------------------------------------------------------------------------------

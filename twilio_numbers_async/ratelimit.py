@@ -33,8 +33,13 @@ _EARLY = 1e-6
 class Limiter(Protocol):
     """What the client needs from a rate limiter: take tokens, and hold everyone after a 429."""
 
-    async def acquire(self, tokens: int = 1) -> None:
-        """Wait until ``tokens`` may be spent, then spend them."""
+    async def acquire(self, tokens: int = 1, *, max_wait: float | None = None) -> None:
+        """Wait until ``tokens`` may be spent, then spend them.
+
+        With ``max_wait`` (seconds), raise :class:`TimeoutError` rather than wait longer, at
+        once when the limiter can tell the tokens won't come in time; a caller that times out
+        takes no token.
+        """
         ...
 
     def pause(self, seconds: float) -> None:
@@ -126,7 +131,7 @@ class TokenBucket:
     def __repr__(self) -> str:
         return f"{type(self).__name__}(rate={self._rate!r}, capacity={self._capacity!r})"
 
-    async def acquire(self, tokens: int = 1) -> None:
+    async def acquire(self, tokens: int = 1, *, max_wait: float | None = None) -> None:
         """Wait until ``tokens`` are available, and take them.
 
         Returns at once, without scheduling anything, when nobody is queued, the bucket is not
@@ -134,20 +139,21 @@ class TokenBucket:
         the call is cancelled while waiting it takes no token, including when its tokens had
         been granted but it had not resumed yet: they go back to the bucket.
 
+        With ``max_wait`` in seconds, a caller that the queue, a pause or the rate would hold
+        longer is refused with :class:`TimeoutError` at once, without queueing; one that queues
+        and is then held longer (a pause began meanwhile) gives up when ``max_wait`` expires.
+        Either way it takes no token.
+
         :raises ValueError: ``tokens`` is below 1 or above :attr:`capacity`.
+        :raises TimeoutError: the tokens can't be had within ``max_wait``.
         :raises RuntimeError: called from another event loop while tasks of this bucket's loop
             are waiting.
         """
         if not 1 <= tokens <= self._capacity:
             raise _bad_tokens(tokens, self._capacity)
-        # On Python 3.11 asyncio.get_running_loop() costs about a third of this whole call, and
-        # a thread runs one loop at a time, so a bound loop that is running is the caller's (the
-        # bucket is not thread-safe). _wait(), off the hot path, checks properly.
-        loop = self._loop
-        if loop is None or not loop.is_running():
-            loop = asyncio.get_running_loop()
-            if loop is not self._loop:
-                self._bind(loop)
+        loop = asyncio.get_running_loop()
+        if loop is not self._loop:
+            self._bind(loop)
         # The hot path of every HTTP request: refill and take, with no future and no timer.
         now = loop.time()
         if now > self._last:
@@ -160,7 +166,15 @@ class TokenBucket:
         if not self._waiters and self._tokens + self._slack >= tokens:
             self._tokens -= tokens
             return
-        await self._wait(loop, tokens)
+        if max_wait is None:
+            await self._wait(loop, tokens)
+            return
+        if self._granted_at(tokens) - now > max_wait:
+            raise TimeoutError(
+                f"{self!r} would admit {tokens} token(s) only after the {max_wait:g} s allowed"
+            )
+        async with asyncio.timeout(max_wait):
+            await self._wait(loop, tokens)
 
     async def __aenter__(self) -> None:
         """Take one token; see :meth:`acquire`."""
@@ -213,6 +227,13 @@ class TokenBucket:
         if not loop.is_closed():
             self._schedule(loop)
 
+    def _granted_at(self, tokens: int) -> float:
+        """The loop time at which a newcomer asking for ``tokens`` would be served, if no pause
+        intervenes: after everyone queued ahead of it, at the bucket's rate, from ``_last``
+        (which, during a pause, is the pause's end). Call with ``_tokens`` brought up to date."""
+        ahead = sum(need for need, fut in self._waiters if not fut.done())
+        return self._last + (ahead + tokens - self._tokens) / self._rate
+
     def _bind(self, loop: asyncio.AbstractEventLoop) -> None:
         """Adopt ``loop`` as the bucket's loop, if nobody waits on the current one."""
         old = self._loop
@@ -235,10 +256,6 @@ class TokenBucket:
 
     async def _wait(self, loop: asyncio.AbstractEventLoop, tokens: int) -> None:
         """Queue for ``tokens`` and wait for :meth:`_wake` to grant them."""
-        running = asyncio.get_running_loop()
-        if running is not loop:  # the bucket was used from another thread's loop
-            self._bind(running)
-            loop = running
         fut: asyncio.Future[int] = loop.create_future()
         entry = (tokens, fut)
         self._waiters.append(entry)

@@ -15,7 +15,7 @@ any other status          yes: Twilio answered and refused (or, for an    ``REJE
 ========================  ==============================================  =====================
 
 What the client does with each kind (reconcile an ``UNKNOWN`` purchase before any retry) lives in
-``_purchase``; this module only decides and waits.
+``_purchase``, and the loop in ``_retrying``; this module only decides, and says how long to wait.
 """
 
 from __future__ import annotations
@@ -28,7 +28,6 @@ from datetime import timedelta
 from typing import Any
 
 import attrs
-from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type
 
 from ._sids import check_count
 from .errors import (
@@ -39,14 +38,7 @@ from .errors import (
     TwilioNumbersError,
 )
 
-__all__ = [
-    "FailureKind",
-    "RetryEvent",
-    "RetryPolicy",
-    "Retryable",
-    "classify",
-    "make_retrying",
-]
+__all__ = ["FailureKind", "RetryEvent", "RetryPolicy", "classify"]
 
 
 class FailureKind(enum.Enum):
@@ -144,55 +136,3 @@ class RetryEvent:
     error: TwilioNumbersError
     #: Seconds until the next attempt.
     wait: float
-
-
-class Retryable(Exception):  # noqa: N818 - a signal to tenacity, never seen by callers
-    """Raised inside a retry loop to ask tenacity for another attempt after ``error``."""
-
-    def __init__(self, error: TwilioNumbersError, kind: FailureKind) -> None:
-        super().__init__(str(error))
-        self.error = error
-        self.kind = kind
-
-
-def make_retrying(
-    policy: RetryPolicy,
-    *,
-    started_at: float,
-    before_sleep: Callable[[Retryable, int, float], None],
-) -> AsyncRetrying:
-    """A tenacity loop that retries on :class:`Retryable` as ``policy`` says.
-
-    Built only once an attempt has failed, so that a first attempt that succeeds costs nothing
-    here. ``started_at`` is the policy clock's reading when the first attempt began.
-    ``before_sleep(signal, failed_attempt, wait)`` runs before each wait.
-    """
-
-    def wait(state: RetryCallState) -> float:
-        return policy.delay_for(_signal(state).error, state.attempt_number)
-
-    def stop(state: RetryCallState) -> bool:
-        if state.attempt_number >= policy.max_attempts:
-            return True
-        # tenacity computes the wait before it asks whether to stop, so a Retry-After that would
-        # overrun the budget ends the loop now rather than after a sleep that can't pay off.
-        return policy.now() - started_at + state.upcoming_sleep > policy.max_elapsed
-
-    def announce(state: RetryCallState) -> None:
-        before_sleep(_signal(state), state.attempt_number, state.upcoming_sleep)
-
-    return AsyncRetrying(
-        stop=stop,
-        wait=wait,
-        retry=retry_if_exception_type(Retryable),
-        sleep=policy.sleep,
-        before_sleep=announce,
-        reraise=True,
-    )
-
-
-def _signal(state: RetryCallState) -> Retryable:
-    assert state.outcome is not None  # noqa: S101 - tenacity sets it before wait, stop, sleep
-    error = state.outcome.exception()
-    assert isinstance(error, Retryable)  # noqa: S101 - the loop retries on nothing else
-    return error

@@ -139,17 +139,23 @@ class RedisTokenBucket(_RedisBacked):
             f"capacity={self._capacity!r}, redis={self._where!r})"
         )
 
-    async def acquire(self, tokens: int = 1) -> None:
+    async def acquire(self, tokens: int = 1, *, max_wait: float | None = None) -> None:
         """Wait until ``tokens`` are available in the shared bucket, and take them.
 
         One round trip to Redis when the tokens are there; otherwise the caller takes its place
         in the shared queue, sleeps until its turn and asks once more. A pause started by this
-        process is waited out here first, without asking Redis.
+        process is waited out here first, without asking Redis. With ``max_wait`` in seconds,
+        a caller still waiting when it expires gives its place up and takes no token.
 
         :raises ValueError: ``tokens`` is below 1 or above :attr:`capacity`.
+        :raises TimeoutError: the tokens could not be had within ``max_wait``.
         :raises RedisLimiterError: Redis can't be reached; no token was taken.
         :raises RuntimeError: the bucket is closed.
         """
+        if max_wait is not None:
+            async with asyncio.timeout(max_wait):
+                await self.acquire(tokens)
+            return
         tokens = _check_tokens(tokens, self._capacity)
         self._check_open()
         await self._wait_out_local_pause()

@@ -1,0 +1,154 @@
+"""Every request's way out: the in-flight slot, the limiter token, the credentials, the answer.
+
+:meth:`Gateway.send` is the one place an HTTP attempt passes through. It takes a slot of the
+concurrency cap, then a limiter token (waiting no longer than the operation's budget allows),
+calls ``before_send`` (the bulk journal writes its intent there: after every wait, just before
+the request leaves), sends through the :class:`~twilio_numbers_async._transport.Transport`,
+and turns an error status into a :class:`~twilio_numbers_async.errors.TwilioApiError`.
+The credentials go only to URLs under the client's own base URL.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Mapping
+from contextlib import AbstractAsyncContextManager
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+from ._serde import parse_error_body, parse_retry_after
+from ._transport import Request, Response, Transport
+from .errors import (
+    AuthenticationError,
+    ClientClosedError,
+    RateLimitedError,
+    TwilioApiError,
+)
+
+if TYPE_CHECKING:
+    from ._retrying import Budget
+    from .ratelimit import Limiter
+
+__all__ = ["Gateway", "api_error"]
+
+
+class Gateway:
+    """Sends requests for one client: see the module's docstring."""
+
+    def __init__(
+        self,
+        *,
+        base_url: str,
+        headers: Mapping[str, Mapping[str, str]],
+        transport: Transport,
+        slots: AbstractAsyncContextManager[object],
+        limiter: Limiter | None,
+        timeout: float,
+    ) -> None:
+        self.base_url = base_url
+        # A prefix, slash included: "https://api.twilio.com.evil.example/" does not start with
+        # "https://api.twilio.com/", nor does "https://api.twilio.com@evil.example/".
+        self._own = base_url + "/"
+        self._headers = headers
+        self.transport = transport
+        self._slots = slots
+        self.limiter = limiter
+        self._timeout = timeout
+        self.closed = False
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(base_url={self.base_url!r}, closed={self.closed!r})"
+
+    def owns(self, url: str) -> bool:
+        """Whether ``url`` is on the client's own host, where its credentials may go."""
+        return url.startswith(self._own)
+
+    async def send(
+        self,
+        method: str,
+        url: str,
+        body: bytes | None = None,
+        *,
+        budget: Budget,
+        before_send: Callable[[], Awaitable[None]] | None = None,
+    ) -> Response:
+        """One attempt; the response if its status is 2xx, else the error it stands for.
+
+        :raises ClientClosedError: the client was closed before the request left.
+        :raises RateLimitedError: a limiter token could not be had within ``budget``: the
+            request was not sent.
+        :raises TwilioApiError: Twilio answered with an error status.
+        :raises TransportError: no answer came (see its ``sent``).
+        """
+        if not self.owns(url):
+            # Only this library builds URLs, and it checks every link it follows: a bug.
+            raise ValueError(f"refusing to send credentials off {self.base_url}: {url!r}")
+        self._check_open()
+        async with self._slots:
+            if self.limiter is not None:
+                try:
+                    await self.limiter.acquire(max_wait=max(0.0, budget.remaining()))
+                except TimeoutError:
+                    raise _limiter_timeout(method, url, budget) from None
+            # Closed while this waited for its turn: nothing has been sent.
+            self._check_open()
+            if before_send is not None:
+                await before_send()
+            response = await self.transport.send(
+                Request(method, url, self._headers[method], body, self._timeout)
+            )
+        if 200 <= response.status < 300:
+            return response
+        raise api_error(method, url, response)
+
+    def _check_open(self) -> None:
+        if self.closed:
+            raise ClientClosedError(
+                "this TwilioNumbersClient is closed, so the request was not sent; create a new "
+                "client (or keep one open for the application's lifetime)"
+            )
+
+
+def api_error(method: str, url: str, response: Response) -> TwilioApiError:
+    """The :class:`TwilioApiError` (or subclass) for a response with an error status."""
+    body = parse_error_body(response.body)
+    if body is not None:
+        message = body.message or ""
+        fields: dict[str, Any] = {
+            "code": body.code,
+            "more_info": body.more_info,
+            "details": body.details,
+        }
+    else:
+        # A proxy's HTML page, say: keep a short excerpt, not a whole document.
+        text = response.body.decode("utf-8", "replace").strip()
+        message = " ".join(text.split())[:200] or "empty response body"
+        fields = {}
+    common: dict[str, Any] = {
+        "status": response.status,
+        "message": message,
+        "request_id": response.headers.get("Twilio-Request-Id"),
+        "method": method,
+        "url": url,
+        **fields,
+    }
+    code = fields.get("code")
+    if response.status == 429 or code == 20429:
+        retry_after = parse_retry_after(response.headers.get("Retry-After"), now=datetime.now(UTC))
+        return RateLimitedError(retry_after=retry_after, **common)
+    if response.status == 401 or code == 20003:
+        return AuthenticationError(**common)
+    return TwilioApiError(**common)
+
+
+def _limiter_timeout(method: str, url: str, budget: Budget) -> RateLimitedError:
+    return RateLimitedError(
+        from_limiter=True,
+        status=429,
+        message=(
+            "not sent: the client's rate limiter would not admit this request within the "
+            f"retry policy's budget (max_elapsed={budget.policy.max_elapsed:g} s); it is safe "
+            "to send again later"
+        ),
+        method=method,
+        url=url,
+    )
