@@ -39,6 +39,7 @@ if sys.platform != "win32":
 
 from .errors import (
     AuthenticationError,
+    JournalError,
     PurchaseOutcomeUnknownError,
     RateLimitedError,
     ResponseParseError,
@@ -47,16 +48,11 @@ from .errors import (
     TwilioNumbersError,
 )
 
-__all__ = ["Journal", "JournalError", "error_from_json", "error_to_json"]
+__all__ = ["Journal", "error_from_json", "error_to_json"]
 
 logger = logging.getLogger("twilio_numbers_async")
 
 _VERSION: Final = 1
-
-
-class JournalError(TwilioNumbersError, ValueError):
-    """The journal file can't be used: in use by another run, corrupt before its end, or not a
-    journal at all."""
 
 
 @attrs.define

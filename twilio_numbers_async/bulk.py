@@ -35,7 +35,7 @@ from .errors import (
 from .models import IncomingPhoneNumber, MobileNumberPurchase, NumberPurchase, PurchaseRequest
 from .retry import FailureKind, classify
 
-__all__ = ["BulkProgress", "OutcomeStatus", "PurchaseOutcome", "purchase_many"]
+__all__ = ["BulkProgress", "OutcomeStatus", "PurchaseOutcome"]
 
 
 class OutcomeStatus(enum.StrEnum):

@@ -20,11 +20,10 @@ from typing import Any, Final, TypeAlias
 from ._csv import CsvError, columns
 from ._demo import MAX_COUNT
 from ._fields import RequestField, optional_fields
-from ._journal import JournalError
 from ._sids import is_loopback_host
 from ._tally import one_line
 from ._version import VERSION
-from .errors import AuthenticationError, RequestValidationError, TwilioNumbersError
+from .errors import AuthenticationError, JournalError, RequestValidationError, TwilioNumbersError
 from .sandbox import Faults
 
 try:

@@ -8,9 +8,11 @@
     │   ├── AuthenticationError     401 / 20003
     │   └── RateLimitedError        429 / 20429, once retries are spent
     ├── TransportError           connect / read failures and timeouts, once retries are spent
+    │   └── RedisLimiterError       a shared limiter could not reach Redis: not sent
     ├── ResponseParseError       a 2xx body that can't be read (for a purchase: the money is spent)
     ├── PurchaseOutcomeUnknownError  the purchase may have happened and can't be checked
-    └── ClientClosedError (also RuntimeError)  the client was closed: the request was not sent
+    ├── ClientClosedError (also RuntimeError)  the client was closed: the request was not sent
+    └── JournalError (also ValueError)  a bulk journal that can't be used: in use, corrupt, not one
 
 No message, ``repr`` or attribute here ever holds a credential: errors are built from the
 method, the URL (which names the account, not its token) and Twilio's own error body.
@@ -26,8 +28,10 @@ if TYPE_CHECKING:
 __all__ = [
     "AuthenticationError",
     "ClientClosedError",
+    "JournalError",
     "PurchaseOutcomeUnknownError",
     "RateLimitedError",
+    "RedisLimiterError",
     "RequestValidationError",
     "ResponseParseError",
     "TransportError",
@@ -192,6 +196,25 @@ class PurchaseOutcomeUnknownError(TwilioNumbersError):
 class ClientClosedError(TwilioNumbersError, RuntimeError):
     """The client (or its transport) was closed: the request was not sent, safe to send again
     from a client that is open."""
+
+
+class RedisLimiterError(TransportError):
+    """A shared limiter (``twilio_numbers_async.redis_limiter``) could not use Redis, so the
+    request was not sent to Twilio.
+
+    ``sent`` is always ``False``: the client's retry policy treats it like a failure to
+    connect (retry with backoff, then report it). ``url`` is where Redis is, without any
+    password; ``method`` is the Redis operation that failed (``"PING"``, ``"EVALSHA"``...).
+    The redis-py exception is the ``__cause__``.
+    """
+
+    def __init__(self, message: str, *, where: str, operation: str) -> None:
+        super().__init__(message, method=operation, url=where, sent=False)
+
+
+class JournalError(TwilioNumbersError, ValueError):
+    """The journal file can't be used: in use by another run, corrupt before its end, or not a
+    journal at all."""
 
 
 def _rebuild(

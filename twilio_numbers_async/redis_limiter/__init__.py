@@ -106,7 +106,9 @@ and they come down to a few short Lua scripts.
 from __future__ import annotations
 
 # _base first: it imports redis-py, and says how to install it when it is missing.
-from ._base import DEFAULT_PREFIX, RedisLimiterError
+from twilio_numbers_async.errors import RedisLimiterError
+
+from ._base import DEFAULT_PREFIX
 from ._bucket import RedisTokenBucket
 from ._semaphore import RedisSemaphore
 

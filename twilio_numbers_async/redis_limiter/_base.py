@@ -1,6 +1,6 @@
-"""What the bucket and the semaphore share: the Redis client and its checks, keys, tasks, errors.
+"""What the bucket and the semaphore share: the Redis client and its checks, keys, tasks.
 
-:class:`RedisLimiterError`, the ``_RedisBacked`` base class (client, key prefix, script calls,
+The ``_RedisBacked`` base class (client, key prefix, script calls,
 background tasks, closing), and the helpers around them: key checks, jitter, a client from a
 URL, where a client connects without its password, and draining tasks on close.
 """
@@ -21,7 +21,7 @@ except ImportError as exc:  # pragma: no cover - depends on the environment
         "pip install 'twilio-numbers-async[redis]'"
     ) from exc
 
-from twilio_numbers_async.errors import TransportError
+from twilio_numbers_async.errors import RedisLimiterError
 
 if TYPE_CHECKING:
     from collections.abc import Coroutine, Mapping, Sequence
@@ -31,7 +31,6 @@ if TYPE_CHECKING:
 __all__ = [
     "DEFAULT_PREFIX",
     "_TICKET_GRACE",
-    "RedisLimiterError",
     "_Call",
     "_RedisBacked",
     "_client_from_url",
@@ -58,19 +57,6 @@ _MAX_JITTER: Final = 0.002
 _CLOSE_TIMEOUT: Final = 5.0
 #: Applied by from_url() unless given: never wait forever on a Redis that does not answer.
 _SOCKET_TIMEOUT: Final = 5.0
-
-
-class RedisLimiterError(TransportError):
-    """The shared limiter could not use Redis, so the request was not sent to Twilio.
-
-    ``sent`` is always ``False``: the client's retry policy treats it like a failure to
-    connect (retry with backoff, then report it). ``url`` is where Redis is, without any
-    password; ``method`` is the Redis operation that failed (``"PING"``, ``"EVALSHA"``...).
-    The redis-py exception is the ``__cause__``.
-    """
-
-    def __init__(self, message: str, *, where: str, operation: str) -> None:
-        super().__init__(message, method=operation, url=where, sent=False)
 
 
 class _RedisBacked:

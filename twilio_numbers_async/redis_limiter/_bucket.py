@@ -12,12 +12,12 @@ from typing import TYPE_CHECKING, Any, Self
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
+from twilio_numbers_async.errors import RedisLimiterError
 from twilio_numbers_async.ratelimit import _bad_tokens, _bucket_shape
 
 from ._base import (
     _TICKET_GRACE,
     DEFAULT_PREFIX,
-    RedisLimiterError,
     _Call,
     _client_from_url,
     _drain,

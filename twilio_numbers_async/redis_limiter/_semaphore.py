@@ -11,12 +11,12 @@ from typing import TYPE_CHECKING, Any, Final, Self
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
+from twilio_numbers_async.errors import RedisLimiterError
 from twilio_numbers_async.ratelimit import _finite
 
 from ._base import (
     _TICKET_GRACE,
     DEFAULT_PREFIX,
-    RedisLimiterError,
     _Call,
     _client_from_url,
     _describe_error,
