@@ -162,6 +162,25 @@ async def test_a_torn_last_line_is_cut_off_and_reported(
     assert [record["kind"] for record in lines(path)] == ["intent", "outcome"]
 
 
+async def test_a_record_changed_under_a_run_is_a_journal_error_not_a_crash(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "j.jsonl"
+    journal = Journal.open(path)
+    key = Journal.key(ACCOUNT_SID, ENDPOINT, b"A", 0)
+    await intend(journal, key)
+    await journal.record_outcome(key, bought())
+    await journal.close()
+    again = Journal.open(path)
+    try:
+        # Something that ignores the lock rewrites the file after it was read and checked.
+        path.write_bytes(path.read_bytes().replace(b'"attempts":1', b'"attempts":"1"'))
+        with pytest.raises(JournalError, match=r"changed after the journal was opened"):
+            again.recorded_outcome(key)
+    finally:
+        await again.close()
+
+
 async def test_two_runs_can_not_share_a_journal(tmp_path: Path) -> None:
     first = Journal.open(tmp_path / "j.jsonl")
     try:
