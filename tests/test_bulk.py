@@ -253,7 +253,7 @@ async def write_intent(
     """What a run killed during its first POST leaves behind: an intent, no outcome."""
     book = Journal.open(journal)
     form = encode_form(request)
-    key = book.key(client.account_sid, request.endpoint, form)
+    key = book.key(client.account_sid, request.endpoint, form, 0)
     await book.record_intent(
         key, index=0, account_sid=client.account_sid, endpoint=request.endpoint, form=form
     )

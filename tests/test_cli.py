@@ -621,7 +621,7 @@ async def test_a_journal_in_the_way_or_an_unknown_account_exits_2(tmp_path: Path
             *base, "--journal", str(tmp_path / "k.jsonl"), "--account-sid", "AC" + "f" * 32, env=env
         )
         assert (bad_journal.code, unknown_account.code) == (cli.ExitCode.BAD_INPUT,) * 2
-        assert "not a journal record" in bad_journal.stderr
+        assert "j.jsonl:1 is a journal record that can't be read" in bad_journal.stderr
         assert "AC" + "f" * 32 in unknown_account.stderr
         assert posts(sandbox) == 0
 

@@ -10,6 +10,8 @@ import asyncio
 import base64
 import json
 import logging
+import os
+import threading
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
@@ -42,6 +44,7 @@ from .conftest import (
     MockResponse,
     MockTwilio,
     page,
+    posts,
     resource,
     sold,
     twilio_error,
@@ -359,3 +362,35 @@ async def test_requests_waiting_for_a_token_when_the_run_stops_leave_no_intent(
             rerun = [o async for o in again.purchase_many(requests, journal=journal)]
     assert sorted(o.status.value for o in rerun) == ["bought"] * 5
     assert sum(o.from_journal for o in rerun) == 1
+
+
+async def test_a_request_stopped_while_its_intent_is_written_is_recorded_not_sent(
+    fake_time: FakeTime, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    journal = tmp_path / "buy.jsonl"
+    requests = [NumberPurchase(area_code="415")]
+    disk = threading.Event()  # the disk answers fsync only when the test says so
+    fsync = os.fsync
+    monkeypatch.setattr(os, "fsync", lambda fd: (disk.wait(10), fsync(fd))[1])
+    async with Sandbox(seed=5) as sandbox:
+        async with sandbox.client(rate_limit=None, retry=fake_time.policy()) as client:
+            run = client.purchase_many(requests, journal=journal)
+            first = asyncio.ensure_future(anext(run))
+            async with asyncio.timeout(10):
+                while not journal.exists() or "intent" not in journal.read_text():  # noqa: ASYNC110
+                    await asyncio.sleep(0.01)
+            first.cancel()  # stopped while the intent waits for the disk: nothing was sent
+            async with asyncio.timeout(10):
+                while "outcome" not in journal.read_text():  # noqa: ASYNC110
+                    await asyncio.sleep(0.01)
+            disk.set()  # the run may now close its journal
+            with pytest.raises(asyncio.CancelledError):
+                await first
+            await run.aclose()
+        assert posts(sandbox) == 0
+        kinds = [json.loads(line)["kind"] for line in journal.read_text().splitlines()]
+        assert kinds == ["intent", "outcome"], "the outcome says: not sent"
+        # The next run sends it as new, and no false "unknown" appears.
+        async with sandbox.client(rate_limit=None, retry=fake_time.policy()) as again:
+            (rerun,) = [o async for o in again.purchase_many(requests, journal=journal)]
+    assert (rerun.status, rerun.from_journal) == (OutcomeStatus.BOUGHT, False)

@@ -1,19 +1,24 @@
 """The bulk purchase's journal: an append-only JSON Lines file that survives a crash.
 
-Two kinds of record, one per line::
+Two kinds of record, one per line (their fields are ``_serde``'s ``IntentRecord`` and
+``OutcomeRecord``)::
 
-    {"v": 1, "kind": "intent",  "key": "...#0", "index": 3, "account": "AC...",
-     "endpoint": "IncomingPhoneNumbers.json", "form": "AreaCode=415"}
-    {"v": 1, "kind": "outcome", "key": "...#0", "index": 3, "status": "bought",
-     "attempts": 1, "reconciled": false, "number": {...}, "error": null}
+    {"v":1,"kind":"intent","key":"...#0","index":3,"account":"AC...",
+     "endpoint":"IncomingPhoneNumbers.json","form":"AreaCode=415"}
+    {"v":1,"kind":"outcome","key":"...#0","index":3,"status":"bought","attempts":1,
+     "reconciled":false,"resend":false,"in_doubt":false,"number":{...},"error":null}
 
 An intent is on disk before a request's first POST; an outcome is on disk before the caller
 sees it. So after a crash, a key with an outcome is done (whatever the outcome, "unknown"
 included: it is never sent again), and a key with only an intent was in flight and must be
 reconciled, not repeated. The one exception is an outcome marked ``"resend": true``: a failure
 Twilio certainly never processed (bad credentials, a 429 or a refused connection that outlasted
-the retries, a given number looked up and not found), which a later run may try again: as new,
-or, marked ``"in_doubt": true`` too (an attempt's outcome was unknown), as if still in flight.
+the retries, a given number looked up and not found, a request stopped before it was sent),
+which a later run may try again: as new, or, marked ``"in_doubt": true`` too (an attempt's
+outcome was unknown), as if still in flight.
+
+Every record is read and checked when the journal opens, so that a journal that can't be
+trusted stops a run before its first request, never in the middle of it.
 
 A request's key is a hash of its account, endpoint and form, plus how many identical requests came
 before it in the input: two identical ``area_code`` requests are two purchases, and reordering
@@ -24,43 +29,34 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import json
 import logging
 import os
 import sys
 from collections import Counter
 from pathlib import Path
-from typing import IO, Any, Final, Literal
-
-import attrs
+from typing import IO, Final, Literal
 
 if sys.platform != "win32":
     import fcntl
 
-from .errors import (
-    AuthenticationError,
-    JournalError,
-    PurchaseOutcomeUnknownError,
-    RateLimitedError,
-    ResponseParseError,
-    TransportError,
-    TwilioApiError,
-    TwilioNumbersError,
+from ._serde import (
+    JOURNAL_LINE_START,
+    ErrorRecord,
+    IntentRecord,
+    NewerRecordError,
+    NotARecordError,
+    OutcomeRecord,
+    journal_line,
+    read_journal_line,
 )
+from .errors import JournalError
 
-__all__ = ["Journal", "error_from_json", "error_to_json"]
+__all__ = ["Journal"]
 
 logger = logging.getLogger("twilio_numbers_async")
 
-_VERSION: Final = 1
-
-
-@attrs.define
-class _Entry:
-    """What the index keeps per key: little, so that a long journal costs little memory."""
-
-    #: Byte offset of the outcome record, or None while only the intent is known.
-    outcome_at: int | None = None
+#: In the index: a key whose intent is recorded and whose outcome is not (yet).
+_IN_FLIGHT: Final = -1
 
 
 class Journal:
@@ -71,12 +67,17 @@ class Journal:
     ``fsync`` (group commit), run in a thread so the event loop never blocks on the disk.
     """
 
-    def __init__(self, path: Path, file: IO[bytes], entries: dict[str, _Entry], *, durable: bool):
+    def __init__(self, path: Path, file: IO[bytes], index: dict[str, int], *, durable: bool):
         self.path = path
         self._file = file
-        self._entries = entries
+        #: Per key: the byte offset of its outcome record, or _IN_FLIGHT. Offsets rather than
+        #: records, so that a long journal costs little memory.
+        self._index = index
         self._durable = durable
-        self._seen: Counter[str] = Counter()
+        self._occurrences: Counter[str] = Counter()
+        #: Keys whose intent this run recorded over no earlier record, and that have no
+        #: outcome yet: the ones that were sent by no one if this run did not send them.
+        self._fresh: set[str] = set()
         self._written = 0
         self._synced = 0
         self._sync: asyncio.Task[None] | None = None
@@ -85,12 +86,16 @@ class Journal:
 
     @classmethod
     def open(cls, path: str | os.PathLike[str], *, durable: bool = True) -> Journal:
-        """Open ``path`` for appending, reading what an earlier run recorded in it."""
+        """Open ``path`` for appending, reading and checking every record an earlier run wrote.
+
+        Raises :class:`JournalError`, with nothing in the file changed, when a line is not
+        one of our records, or is one that can't be read; a new or empty file starts a journal.
+        """
         path = Path(path)
         file = path.open("a+b")
         try:
             _lock(file, path)
-            entries, good_end, torn = _read_index(file, path)
+            index, good_end, torn = _read_index(file, path)
             if torn:
                 # Only the last line can be torn: the process died while writing it, so the
                 # record never counted. Cut it off so the next record starts on its own line.
@@ -100,80 +105,126 @@ class Journal:
         except BaseException:
             file.close()
             raise
-        journal = cls(path, file, entries, durable=durable)
+        journal = cls(path, file, index, durable=durable)
         journal.repaired = bool(torn)
         return journal
 
-    def key(self, account_sid: str, endpoint: str, form: bytes) -> str:
-        """The key of the next request with this account, endpoint and form."""
-        digest = hashlib.sha256(
-            b"\n".join((account_sid.encode(), endpoint.encode(), form))
-        ).hexdigest()[:32]
-        occurrence = self._seen[digest]
-        self._seen[digest] = occurrence + 1
-        return f"{digest}#{occurrence}"
+    @staticmethod
+    def key(account_sid: str, endpoint: str, form: bytes, occurrence: int) -> str:
+        """The key of a request: ``occurrence`` is how many identical requests (same account,
+        endpoint and form) came before it in the input."""
+        return f"{_digest(account_sid, endpoint, form)}#{occurrence}"
+
+    def next_occurrence(self, account_sid: str, endpoint: str, form: bytes) -> int:
+        """Count one more request with this account, endpoint and form in this run's input,
+        and say how many came before it: its ``occurrence`` for :meth:`key`."""
+        digest = _digest(account_sid, endpoint, form)
+        occurrence = self._occurrences[digest]
+        self._occurrences[digest] = occurrence + 1
+        return occurrence
 
     def state(self, key: str) -> Literal["new", "in_flight", "done"]:
         """``done``: an outcome is recorded; ``in_flight``: only an intent; ``new``: nothing."""
-        entry = self._entries.get(key)
-        if entry is None:
+        offset = self._index.get(key)
+        if offset is None:
             return "new"
-        return "in_flight" if entry.outcome_at is None else "done"
+        return "in_flight" if offset == _IN_FLIGHT else "done"
 
-    def recorded_outcome(self, key: str) -> dict[str, Any]:
+    def recorded_outcome(self, key: str) -> OutcomeRecord:
         """The outcome record written for ``key`` (whose state is ``done``)."""
-        entry = self._entries[key]
-        assert entry.outcome_at is not None  # noqa: S101 - callers check state() first
+        offset = self._index[key]
         position = self._file.tell()
         try:
-            self._file.seek(entry.outcome_at)
-            record: dict[str, Any] = json.loads(self._file.readline())
+            self._file.seek(offset)
+            line = self._file.readline()
         finally:
             self._file.seek(position)
+        try:
+            _, record = read_journal_line(line)
+        except ValueError as exc:
+            # It was read and checked when the journal opened: something else wrote to it.
+            raise JournalError(
+                f"{self.path}: the record at byte {offset} changed after the journal was "
+                f"opened ({exc}); only one run at a time may use a journal"
+            ) from exc
+        if not isinstance(record, OutcomeRecord):
+            raise JournalError(f"{self.path}: the record at byte {offset} is not an outcome")
         return record
 
     async def record_intent(
         self, key: str, *, index: int, account_sid: str, endpoint: str, form: bytes
     ) -> None:
-        """Record, durably, that ``key`` is about to be sent for the first time."""
-        self._entries.setdefault(key, _Entry())
-        await self._append(
-            {
-                "kind": "intent",
-                "key": key,
-                "index": index,
-                "account": account_sid,
-                "endpoint": endpoint,
-                "form": form.decode("ascii"),
-            }
-        )
+        """Record, durably, that ``key`` is about to be sent for the first time.
 
-    async def record_outcome(self, key: str, record: dict[str, Any]) -> None:
-        """Record, durably, how ``key`` ended; ``record`` holds status, number, error... and
-        ``resend``, true when a later run may send the request again."""
+        The line is written before the wait for its ``fsync``: a task cancelled while waiting
+        leaves it recorded, for :meth:`record_not_sent` to settle.
+        """
+        if key not in self._index:
+            self._fresh.add(key)
+        self._index.setdefault(key, _IN_FLIGHT)
+        record = IntentRecord(
+            index=index, account=account_sid, endpoint=endpoint, form=form.decode("ascii")
+        )
+        await self._wait_synced(self._append(key, record))
+
+    async def record_outcome(self, key: str, record: OutcomeRecord) -> None:
+        """Record, durably, how ``key`` ended; ``record.resend`` is true when a later run may
+        send the request again."""
         offset = self._file.seek(0, os.SEEK_END)
-        await self._append({"kind": "outcome", "key": key, **record})
-        _settle(self._entries, key, record, offset)
+        generation = self._append(key, record)
+        self._fresh.discard(key)
+        _index_outcome(self._index, key, record, offset)
+        await self._wait_synced(generation)
+
+    def record_not_sent(self, key: str, *, index: int, cause: BaseException) -> None:
+        """Record that ``key``'s request was stopped before any byte of it was sent (``cause``
+        says why), so that the next run sends it as new; synchronous, so that it completes
+        in a task that is being cancelled.
+
+        A key whose intent this run did not record (it was in flight when an earlier run
+        died) is left as it is: in doubt, to be reconciled by the next run.
+
+        Written and flushed to the OS, not fsynced: if a power cut loses it, the intent
+        stands and the next run reconciles the request rather than sending it blindly, which
+        is safe; :meth:`close` fsyncs it with whatever else is pending.
+        """
+        if key not in self._fresh:
+            return
+        self._fresh.discard(key)
+        record = OutcomeRecord(
+            index=index,
+            status="failed",
+            attempts=0,
+            reconciled=False,
+            resend=True,
+            in_doubt=False,
+            number=None,
+            error=_not_sent(cause),
+        )
+        offset = self._file.seek(0, os.SEEK_END)
+        self._append(key, record)
+        _index_outcome(self._index, key, record, offset)
 
     async def close(self) -> None:
-        """Wait for any pending ``fsync`` and close the file. Idempotent."""
+        """Fsync what is not yet on disk (when durable) and close the file. Idempotent."""
         if self._file.closed:
             return
-        if self._sync is not None:
-            await asyncio.shield(self._sync)
-        self._file.close()
-
-    async def _append(self, record: dict[str, Any]) -> None:
-        line = json.dumps({"v": _VERSION, **record}, separators=(",", ":"), ensure_ascii=True)
-        # One write of one whole line, flushed to the OS at once: a killed process loses at most
-        # the line being written, and the next open cuts that off.
-        self._file.write(line.encode("ascii") + b"\n")
-        self._file.flush()
-        self._written += 1
         if self._durable:
             await self._wait_synced(self._written)
+        self._file.close()
+
+    def _append(self, key: str, record: IntentRecord | OutcomeRecord) -> int:
+        """Write one record and flush it to the OS; its generation, for :meth:`_wait_synced`."""
+        # One write of one whole line, flushed at once: a killed process loses at most the
+        # line being written, and the next open cuts that off.
+        self._file.write(journal_line(key, record))
+        self._file.flush()
+        self._written += 1
+        return self._written
 
     async def _wait_synced(self, generation: int) -> None:
+        if not self._durable:
+            return
         while self._synced < generation:
             if self._sync is None:
                 self._sync = asyncio.ensure_future(self._fsync(self._written))
@@ -188,16 +239,26 @@ class Journal:
             self._sync = None
 
 
-def _settle(entries: dict[str, _Entry], key: str, record: dict[str, Any], offset: int) -> None:
+def _digest(account_sid: str, endpoint: str, form: bytes) -> str:
+    request = b"\n".join((account_sid.encode(), endpoint.encode(), form))
+    return hashlib.sha256(request).hexdigest()[:32]
+
+
+def _not_sent(cause: BaseException) -> ErrorRecord:
+    detail = f" ({cause})" if str(cause) else ""
+    return ErrorRecord(type=type(cause).__name__, message=f"stopped before it was sent{detail}")
+
+
+def _index_outcome(index: dict[str, int], key: str, record: OutcomeRecord, offset: int) -> None:
     """Index an outcome record found at ``offset``."""
-    if record.get("in_doubt"):
+    if record.in_doubt:
         # Sent again by the next run, but looked up first, as if it were still in flight.
-        entries[key] = _Entry()
-    elif record.get("resend"):
+        index[key] = _IN_FLIGHT
+    elif record.resend:
         # Never processed by Twilio: for the next run, as if it had never been tried.
-        entries.pop(key, None)
+        index.pop(key, None)
     else:
-        entries.setdefault(key, _Entry()).outcome_at = offset
+        index[key] = offset
 
 
 def _lock(file: IO[bytes], path: Path) -> None:
@@ -214,92 +275,48 @@ def _lock(file: IO[bytes], path: Path) -> None:
         ) from None
 
 
-def _read_index(file: IO[bytes], path: Path) -> tuple[dict[str, _Entry], int, int]:
-    """Every key's state, the end of the last whole line, and the length of a torn tail."""
-    entries: dict[str, _Entry] = {}
+def _read_index(file: IO[bytes], path: Path) -> tuple[dict[str, int], int, int]:
+    """Every key's state, the end of the last whole line, and the length of a torn tail.
+
+    Every line is read and checked; the file is not changed here.
+    """
+    index: dict[str, int] = {}
     file.seek(0)
     offset = 0
-    for line_number, raw in enumerate(file, 1):
+    for number, line in enumerate(file, 1):
+        if not line.endswith(b"\n") and _torn(line):  # only the last line lacks its newline
+            return index, offset, len(line)
         try:
-            if not raw.endswith(b"\n"):
-                raise ValueError("no newline at the end")
-            record = json.loads(raw)
-            kind, key = record["kind"], record["key"]
-            if record.get("v") != _VERSION or kind not in ("intent", "outcome"):
-                raise ValueError(f"not a version-{_VERSION} journal record")
-        except (ValueError, KeyError, TypeError) as exc:
-            if file.read(1) == b"":  # the last line: a crash mid-write
-                return entries, offset, len(raw)
+            key, record = read_journal_line(line)
+        except NewerRecordError as exc:
             raise JournalError(
-                f"{path}:{line_number} is not a journal record ({exc}); the journal is corrupt "
-                "before its end, so it can't be trusted to say what was bought"
+                f"{path}:{number} was written by a newer twilio_numbers_async ({exc}): upgrade "
+                "twilio_numbers_async to run with this journal"
             ) from exc
-        entries.setdefault(key, _Entry())
-        if kind == "outcome":
-            _settle(entries, key, record, offset)
-        offset += len(raw)
-    return entries, offset, 0
+        except NotARecordError as exc:
+            raise JournalError(
+                f"{path}:{number} is not a journal record ({exc}); nothing in {path.name} was "
+                "changed: if it is not a journal, pass a new path to start one"
+            ) from exc
+        except ValueError as exc:
+            raise JournalError(
+                f"{path}:{number} is a journal record that can't be read ({exc}); the journal "
+                "can't be trusted to say what was bought, so nothing was sent: mend that line, "
+                "or check the account before running with a new journal"
+            ) from exc
+        if isinstance(record, OutcomeRecord):
+            _index_outcome(index, key, record, offset)
+        else:
+            index.setdefault(key, _IN_FLIGHT)
+        offset += len(line)
+    return index, offset, 0
 
 
-# --- errors as JSON ---------------------------------------------------------------------------
-
-_API_ERRORS: Final[dict[str, type[TwilioApiError]]] = {
-    cls.__name__: cls for cls in (TwilioApiError, AuthenticationError, RateLimitedError)
-}
-
-
-def error_to_json(error: BaseException) -> dict[str, Any]:
-    """What an outcome's error says, as a JSON object that :func:`error_from_json` reads."""
-    record: dict[str, Any] = {"type": type(error).__name__, "message": str(error)}
-    if isinstance(error, TwilioApiError):
-        record.update(
-            status=error.status,
-            code=error.code,
-            twilio_message=error.message,
-            more_info=error.more_info,
-            request_id=error.request_id,
-            method=error.method,
-            url=error.url,
-        )
-        if isinstance(error, RateLimitedError):
-            record["retry_after"] = error.retry_after
-    elif isinstance(error, TransportError):
-        record.update(method=error.method, url=error.url, sent=error.sent)
-    elif isinstance(error, ResponseParseError):
-        record.update(reason=error.reason, status=error.status, body=error.body, sid=error.sid)
-    elif isinstance(error, PurchaseOutcomeUnknownError):
-        record.update(account=error.account_sid, cause=error_to_json(error.cause))
-    return record
-
-
-def error_from_json(record: dict[str, Any], request: object) -> TwilioNumbersError:
-    """The error an outcome record describes, rebuilt; ``request`` is the request it concerns."""
-    kind = record.get("type")
-    if kind in _API_ERRORS:
-        extra = {"retry_after": record.get("retry_after")} if kind == "RateLimitedError" else {}
-        return _API_ERRORS[kind](
-            status=record["status"],
-            code=record.get("code"),
-            message=record.get("twilio_message") or "",
-            more_info=record.get("more_info"),
-            request_id=record.get("request_id"),
-            method=record.get("method") or "",
-            url=record.get("url") or "",
-            **extra,
-        )
-    if kind == "TransportError":
-        error = TransportError("", method=record["method"], url=record["url"], sent=record["sent"])
-        error.args = (record["message"],)
-        return error
-    if kind == "ResponseParseError":
-        return ResponseParseError(
-            record["reason"], status=record["status"], body=record["body"], sid=record.get("sid")
-        )
-    if kind == "PurchaseOutcomeUnknownError":
-        cause = error_from_json(record["cause"], request)
-        return PurchaseOutcomeUnknownError(request, cause, account_sid=record["account"])
-    return _RecordedError(f"{kind}: {record.get('message', '')}")
-
-
-class _RecordedError(TwilioNumbersError):
-    """An error of a kind this version can't rebuild, kept as its recorded message."""
+def _torn(line: bytes) -> bool:
+    """Whether a last line without its newline is a write cut short by a crash: the start of
+    a record as we write them, or a filesystem's zero fill after a power cut."""
+    return (
+        line.startswith(JOURNAL_LINE_START)
+        or JOURNAL_LINE_START.startswith(line)
+        or not line.strip(b"\0")
+    )

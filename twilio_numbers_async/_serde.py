@@ -20,7 +20,7 @@ import math
 import re
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime, timedelta, timezone
-from typing import Any, Final, TypeVar, get_args
+from typing import Any, ClassVar, Final, Literal, TypeVar, get_args
 from urllib.parse import quote_plus
 
 import attrs
@@ -28,7 +28,17 @@ import cattrs
 from cattrs.gen import make_dict_structure_fn, make_dict_unstructure_fn, override
 
 from ._sids import SID_PREFIXES, find_sid
-from .errors import ResponseParseError
+from .errors import (
+    AuthenticationError,
+    ClientClosedError,
+    PurchaseOutcomeUnknownError,
+    RateLimitedError,
+    RedisLimiterError,
+    ResponseParseError,
+    TransportError,
+    TwilioApiError,
+    TwilioNumbersError,
+)
 from .models import (
     Capabilities,
     IncomingPhoneNumber,
@@ -38,10 +48,24 @@ from .models import (
 )
 
 __all__ = [
+    "JOURNAL_LINE_START",
+    "JOURNAL_VERSION",
+    "ApiErrorRecord",
     "ErrorBody",
+    "ErrorRecord",
+    "IntentRecord",
+    "JournalRecord",
+    "NewerRecordError",
+    "NotARecordError",
+    "OutcomeRecord",
+    "ParseErrorRecord",
+    "TransportErrorRecord",
+    "UnknownOutcomeRecord",
     "encode_form",
+    "error_record",
     "form_fields",
     "form_key",
+    "journal_line",
     "number_from_json",
     "number_to_json",
     "parse_error_body",
@@ -49,6 +73,7 @@ __all__ = [
     "parse_number_page",
     "parse_retry_after",
     "parse_rfc2822",
+    "read_journal_line",
 ]
 
 _T = TypeVar("_T")
@@ -488,3 +513,381 @@ def encode_form(request: PurchaseRequest) -> bytes:
     """The request's ``application/x-www-form-urlencoded`` body: only the fields that are set."""
     fields = _FORM_UNSTRUCTURERS[type(request)](request)
     return "&".join([f"{key}={_form_value(value)}" for key, value in fields.items()]).encode()
+
+
+# --- journal records -------------------------------------------------------------------------
+#
+# The bulk journal's lines (see _journal): a JSON object each, ``{"v": 1, "kind": ..., "key":
+# ..., <the record's fields>}``. Unlike a response, a record is read strictly: the journal is
+# our own writing, and a field that does not hold exactly what we write ("false" for false, "1"
+# for 1) can't be trusted to say what was bought. A number in it is read as Twilio's, though:
+# it is what Twilio sent.
+
+#: The format version this code writes, and the only one it reads.
+JOURNAL_VERSION: Final = 1
+# What every line this code writes begins with: a last line that could be the start of one is
+# a torn write; anything else is not ours.
+JOURNAL_LINE_START: Final = b'{"v":'
+_JOURNAL_KEY: Final = re.compile(r"[0-9a-f]{32}#(0|[1-9][0-9]*)")
+
+
+class NotARecordError(ValueError):
+    """A journal line that is not one of our records at all."""
+
+
+class NewerRecordError(ValueError):
+    """A journal record of a format version newer than this code's."""
+
+
+def _non_negative(instance: object, attribute: attrs.Attribute[int], value: int) -> None:
+    if value < 0:
+        raise ValueError(f"{attribute.name} is {value}, and can't be negative")
+
+
+@attrs.frozen(kw_only=True)
+class ErrorRecord:
+    """The error an outcome holds; of a type this version does not rebuild, its message."""
+
+    type: str
+    message: str
+
+    def rebuild(self, request: object) -> TwilioNumbersError:
+        """The error this record describes; ``request`` is the request it concerns."""
+        if self.type == ClientClosedError.__name__:
+            return ClientClosedError(self.message)
+        return _RecordedError(f"{self.type}: {self.message}")
+
+
+@attrs.frozen(kw_only=True)
+class ApiErrorRecord(ErrorRecord):
+    """A :class:`TwilioApiError`, :class:`AuthenticationError` or :class:`RateLimitedError`."""
+
+    status: int
+    code: int | None
+    twilio_message: str
+    more_info: str | None
+    request_id: str | None
+    method: str
+    url: str
+    # Written only when set: journals without them read as before.
+    retry_after: float | None = None
+    details: dict[str, Any] | None = None
+
+    def rebuild(self, request: object) -> TwilioNumbersError:
+        common: dict[str, Any] = {
+            "status": self.status,
+            "code": self.code,
+            "message": self.twilio_message,
+            "more_info": self.more_info,
+            "details": self.details,
+            "request_id": self.request_id,
+            "method": self.method,
+            "url": self.url,
+        }
+        if self.type == RateLimitedError.__name__:
+            return _said(RateLimitedError(retry_after=self.retry_after, **common), self)
+        kind = AuthenticationError if self.type == AuthenticationError.__name__ else TwilioApiError
+        return _said(kind(**common), self)
+
+
+@attrs.frozen(kw_only=True)
+class TransportErrorRecord(ErrorRecord):
+    """A :class:`TransportError`."""
+
+    method: str
+    url: str
+    sent: bool
+
+    def rebuild(self, request: object) -> TwilioNumbersError:
+        if self.type == RedisLimiterError.__name__:
+            redis = RedisLimiterError("", where=self.url, operation=self.method)
+            return _said(redis, self)
+        return _said(TransportError("", method=self.method, url=self.url, sent=self.sent), self)
+
+
+@attrs.frozen(kw_only=True)
+class ParseErrorRecord(ErrorRecord):
+    """A :class:`ResponseParseError`: a 2xx that could not be read (the number was bought)."""
+
+    reason: str
+    status: int
+    body: str
+    sid: str | None
+
+    def rebuild(self, request: object) -> TwilioNumbersError:
+        error = ResponseParseError(self.reason, status=self.status, body=self.body, sid=self.sid)
+        return _said(error, self)
+
+
+@attrs.frozen(kw_only=True)
+class UnknownOutcomeRecord(ErrorRecord):
+    """A :class:`PurchaseOutcomeUnknownError`, and the failure that left the outcome unknown."""
+
+    account: str
+    cause: ErrorRecord
+
+    def rebuild(self, request: object) -> TwilioNumbersError:
+        cause = self.cause.rebuild(request)
+        error = PurchaseOutcomeUnknownError(request, cause, account_sid=self.account)
+        return _said(error, self)
+
+
+class _RecordedError(TwilioNumbersError):
+    """An error of a kind this version can't rebuild, kept as its recorded message."""
+
+
+def _said(error: TwilioNumbersError, record: ErrorRecord) -> TwilioNumbersError:
+    # A rebuilt error says what it said when it was recorded, word for word (a hint reworded
+    # since, or a TransportError's own suffix, would otherwise change it).
+    error.args = (record.message,)
+    return error
+
+
+def error_record(error: BaseException) -> ErrorRecord:
+    """How the journal keeps ``error``: every error type an outcome can hold is rebuilt from
+    its record; any other is kept as its type's name and its message."""
+    name, message = type(error).__name__, str(error)
+    if isinstance(error, TwilioApiError):
+        return ApiErrorRecord(
+            type=name,
+            message=message,
+            status=error.status,
+            code=error.code,
+            twilio_message=error.message,
+            more_info=error.more_info,
+            request_id=error.request_id,
+            method=error.method,
+            url=error.url,
+            retry_after=error.retry_after if isinstance(error, RateLimitedError) else None,
+            details=dict(error.details) if error.details is not None else None,
+        )
+    if isinstance(error, TransportError):
+        return TransportErrorRecord(
+            type=name, message=message, method=error.method, url=error.url, sent=error.sent
+        )
+    if isinstance(error, ResponseParseError):
+        return ParseErrorRecord(
+            type=name,
+            message=message,
+            reason=error.reason,
+            status=error.status,
+            body=error.body,
+            sid=error.sid,
+        )
+    if isinstance(error, PurchaseOutcomeUnknownError):
+        return UnknownOutcomeRecord(
+            type=name, message=message, account=error.account_sid, cause=error_record(error.cause)
+        )
+    return ErrorRecord(type=name, message=message)
+
+
+#: The record each error type is read as, by the name a record gives as its ``type``.
+_ERROR_RECORDS: Final[Mapping[str, type[ErrorRecord]]] = {
+    TwilioApiError.__name__: ApiErrorRecord,
+    AuthenticationError.__name__: ApiErrorRecord,
+    RateLimitedError.__name__: ApiErrorRecord,
+    TransportError.__name__: TransportErrorRecord,
+    RedisLimiterError.__name__: TransportErrorRecord,
+    ResponseParseError.__name__: ParseErrorRecord,
+    PurchaseOutcomeUnknownError.__name__: UnknownOutcomeRecord,
+}
+
+
+@attrs.frozen(kw_only=True)
+class IntentRecord:
+    """A request about to be sent for the first time: on disk before its first POST."""
+
+    KIND: ClassVar = "intent"
+
+    index: int = attrs.field(validator=_non_negative)
+    account: str
+    endpoint: str
+    form: str
+
+
+@attrs.frozen(kw_only=True)
+class OutcomeRecord:
+    """How a request ended: on disk before the caller sees it.
+
+    ``resend``: Twilio certainly never processed it, so a later run may send it again;
+    ``in_doubt`` as well: an attempt's outcome was unknown, so that run looks it up first.
+    """
+
+    KIND: ClassVar = "outcome"
+
+    index: int = attrs.field(validator=_non_negative)
+    status: Literal["bought", "failed", "unknown"]
+    attempts: int = attrs.field(validator=_non_negative)
+    reconciled: bool
+    resend: bool
+    in_doubt: bool
+    number: IncomingPhoneNumber | None
+    error: ErrorRecord | None
+
+    def __attrs_post_init__(self) -> None:
+        # The status is written for people reading the file; what decides is the number and
+        # the error, so the two must agree.
+        if (self.number is None) == (self.error is None):
+            raise ValueError("an outcome holds a number or an error: it holds both or neither")
+        if self.number is not None or isinstance(self.error, ParseErrorRecord):
+            says = "bought"
+        elif isinstance(self.error, UnknownOutcomeRecord):
+            says = "unknown"
+        else:
+            says = "failed"
+        if self.status != says:
+            raise ValueError(f"status is {self.status!r}, but its number and error say {says!r}")
+        if self.resend and self.status != "failed":
+            raise ValueError(f"resend is true on a {self.status!r} outcome")
+        if self.in_doubt and not self.resend:
+            raise ValueError("in_doubt is true, resend false")
+
+
+JournalRecord = IntentRecord | OutcomeRecord
+
+
+def _exactly(kind: type, name: str) -> _Hook:
+    def structure(value: Any, _: Any) -> Any:
+        if type(value) is not kind:
+            raise TypeError(f"expected {name}, got {_as_json(value)}")
+        return value
+
+    return structure
+
+
+def _json_number(value: Any, _: Any) -> float:
+    if type(value) is not float and type(value) is not int:
+        raise TypeError(f"expected a number, got {_as_json(value)}")
+    return value
+
+
+def _json_object(value: Any, _: Any) -> dict[str, Any]:
+    if type(value) is not dict:
+        raise TypeError(f"expected an object, got {_as_json(value)}")
+    return value
+
+
+def _as_json(value: Any) -> str:
+    """A value read from a journal line, as the line spells it (shortened)."""
+    text = json.dumps(value, default=repr)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+_EXACT: Final[Mapping[Any, _Hook]] = {
+    str: _exactly(str, "a string"),
+    int: _exactly(int, "an integer"),
+    bool: _exactly(bool, "true or false"),
+    float: _json_number,
+    dict[str, Any]: _json_object,
+}
+
+
+def _strict(kind: Any) -> _Hook:
+    """The hook that takes exactly what the journal's writer writes for ``kind``."""
+    members = get_args(kind)
+    if type(None) in members:
+        (inner,) = (member for member in members if member is not type(None))
+        hook = _strict(inner)
+        return lambda value, _: None if value is None else hook(value, inner)
+    return _EXACT.get(kind) or _converter.get_structure_hook(kind)
+
+
+def _number_json(number: IncomingPhoneNumber | None) -> dict[str, Any] | None:
+    return None if number is None else number_to_json(number)
+
+
+def _strict_structurer(kind: type[Any]) -> Callable[[Any, Any], Any]:
+    attrs.resolve_types(kind)
+    hooks = {field.name: override(struct_hook=_strict(field.type)) for field in attrs.fields(kind)}
+    return _structurer(kind, **hooks)
+
+
+_ERROR_RECORD_CLASSES: Final = (
+    ErrorRecord,
+    ApiErrorRecord,
+    TransportErrorRecord,
+    ParseErrorRecord,
+    UnknownOutcomeRecord,
+)
+#: Each error record's reader, by the record's class; filled in below.
+_ERROR_READERS: Final[dict[type[ErrorRecord], Callable[[Any, Any], ErrorRecord]]] = {}
+
+
+def _error_record_hook(value: Any, _: Any) -> ErrorRecord:
+    # Told apart by their "type", the error's class name; any other type is kept as a message.
+    name = _json_object(value, None).get("type")
+    kind = _ERROR_RECORDS.get(name, ErrorRecord) if isinstance(name, str) else ErrorRecord
+    return _ERROR_READERS[kind](value, kind)
+
+
+# Registered first: the fields that hold an error (an outcome's, an unknown outcome's cause)
+# are read through it.
+_converter.register_structure_hook(ErrorRecord, _error_record_hook)
+_ERROR_READERS.update((kind, _strict_structurer(kind)) for kind in _ERROR_RECORD_CLASSES)
+_RECORD_READERS: Final[Mapping[str, Callable[[Any, Any], JournalRecord]]] = {
+    kind.KIND: _strict_structurer(kind) for kind in (IntentRecord, OutcomeRecord)
+}
+
+# An error is written as the record it is, not as the ErrorRecord its field declares.
+_AS_ITS_TYPE: Final = override(unstruct_hook=_converter.unstructure)
+_converter.register_unstructure_hook(
+    ApiErrorRecord,
+    make_dict_unstructure_fn(
+        ApiErrorRecord,
+        _converter,
+        retry_after=override(omit_if_default=True),
+        details=override(omit_if_default=True),
+    ),
+)
+_converter.register_unstructure_hook(
+    UnknownOutcomeRecord,
+    make_dict_unstructure_fn(UnknownOutcomeRecord, _converter, cause=_AS_ITS_TYPE),
+)
+_converter.register_unstructure_hook(
+    OutcomeRecord,
+    make_dict_unstructure_fn(
+        OutcomeRecord, _converter, number=override(unstruct_hook=_number_json), error=_AS_ITS_TYPE
+    ),
+)
+
+
+def journal_line(key: str, record: JournalRecord) -> bytes:
+    """One line of the journal, its newline included: ``record``, of the request ``key``."""
+    line = {"v": JOURNAL_VERSION, "kind": record.KIND, "key": key}
+    line.update(_converter.unstructure(record))
+    return json.dumps(line, separators=(",", ":"), ensure_ascii=True).encode("ascii") + b"\n"
+
+
+def read_journal_line(line: bytes) -> tuple[str, JournalRecord]:
+    """The key and the record of one line of a journal.
+
+    Raises :class:`NotARecordError` for a line that is not one of our records,
+    :class:`NewerRecordError` for a record of a newer format, and ``ValueError`` for a record
+    that can't be read; each says what is wrong.
+    """
+    try:
+        data = _loads(line)
+    except (ValueError, RecursionError) as exc:
+        raise NotARecordError(_describe(exc)) from exc
+    if type(data) is not dict or "v" not in data:
+        raise NotARecordError('not a JSON object with a format version "v"')
+    version, kind, key = data["v"], data.get("kind"), data.get("key")
+    if type(version) is int and version > JOURNAL_VERSION:
+        raise NewerRecordError(
+            f"journal format {version}; this version reads format {JOURNAL_VERSION}"
+        )
+    if type(version) is not int or version != JOURNAL_VERSION:
+        raise NotARecordError(f"format version {_as_json(version)} is none this library wrote")
+    if not isinstance(kind, str) or kind not in _RECORD_READERS:
+        raise ValueError(f"kind {_as_json(kind)} is neither intent nor outcome @ $.kind")
+    if not isinstance(key, str) or not _JOURNAL_KEY.fullmatch(key):
+        raise ValueError(f"key {_as_json(key)} is not 32 hex digits, '#' and a count @ $.key")
+    try:
+        return key, _RECORD_READERS[kind](data, None)
+    except cattrs.BaseValidationError as exc:
+        raise ValueError("; ".join(cattrs.transform_error(exc, "$", _plainly))) from exc
+
+
+def _plainly(exc: BaseException, _: Any) -> str:
+    # What our hooks and validators say is what is wrong; cattrs' default words drop it.
+    return "required field missing" if isinstance(exc, KeyError) else str(exc)

@@ -17,13 +17,13 @@ import asyncio
 import enum
 import os
 from collections.abc import AsyncGenerator, AsyncIterable, AsyncIterator, Iterable
-from typing import Any, Final
+from typing import Final
 
 import attrs
 
-from ._journal import Journal, error_from_json, error_to_json
+from ._journal import Journal
 from ._purchase import PurchaseEngine, PurchaseResult
-from ._serde import encode_form, number_from_json, number_to_json
+from ._serde import OutcomeRecord, encode_form, error_record
 from ._sids import check_count
 from .errors import (
     AuthenticationError,
@@ -234,22 +234,23 @@ class _Job:
     def __attrs_post_init__(self) -> None:
         if self.journal is not None:
             self.form = encode_form(self.request)
-            self.key = self.journal.key(self.account_sid, self.request.endpoint, self.form)
+            endpoint = self.request.endpoint
+            occurrence = self.journal.next_occurrence(self.account_sid, endpoint, self.form)
+            self.key = self.journal.key(self.account_sid, endpoint, self.form, occurrence)
 
     def recorded(self) -> PurchaseOutcome | None:
         """The outcome an earlier run recorded for this request, if it finished."""
         if self.journal is None or self.key is None or self.journal.state(self.key) != "done":
             return None
+        # Read and checked when the journal opened, before anything was sent.
         record = self.journal.recorded_outcome(self.key)
-        error = record.get("error")
-        number = record.get("number")
         return PurchaseOutcome(
             index=self.index,
             request=self.request,
-            number=number_from_json(number) if number is not None else None,
-            error=error_from_json(error, self.request) if error else None,
-            attempts=record.get("attempts", 0),
-            reconciled=record.get("reconciled", False),
+            number=record.number,
+            error=record.error.rebuild(self.request) if record.error is not None else None,
+            attempts=record.attempts,
+            reconciled=record.reconciled,
             from_journal=True,
         )
 
@@ -270,6 +271,12 @@ class _Job:
         )
         try:
             result = await purchase.run()
+        except asyncio.CancelledError as stopped:
+            if self.journal is not None and self.key is not None and not purchase.maybe_bought:
+                # Stopped before its POST left (or after answers that bought nothing): the next
+                # run sends it as new rather than looking for a purchase that never happened.
+                self.journal.record_not_sent(self.key, index=self.index, cause=stopped)
+            raise
         except Exception as exc:
             if not purchase.maybe_bought:
                 raise  # nothing was sent for it: the failure is the run's, not the purchase's
@@ -314,20 +321,20 @@ class _Job:
         self.intent_written = True
 
 
-def _outcome_record(outcome: PurchaseOutcome, result: PurchaseResult) -> dict[str, Any]:
+def _outcome_record(outcome: PurchaseOutcome, result: PurchaseResult) -> OutcomeRecord:
     resend = _safe_to_resend(outcome)
-    return {
-        "index": outcome.index,
-        "status": outcome.status.value,
-        "attempts": outcome.attempts,
-        "reconciled": outcome.reconciled,
-        "resend": resend,
+    return OutcomeRecord(
+        index=outcome.index,
+        status=outcome.status.value,
+        attempts=outcome.attempts,
+        reconciled=outcome.reconciled,
+        resend=resend,
         # Not found when last looked for, after an attempt of unknown outcome: it may still
         # show up bought, so the next run looks before it sends, and reads a 21422 as ours.
-        "in_doubt": resend and result.in_doubt,
-        "number": number_to_json(outcome.number) if outcome.number is not None else None,
-        "error": error_to_json(outcome.error) if outcome.error is not None else None,
-    }
+        in_doubt=resend and result.in_doubt,
+        number=outcome.number,
+        error=error_record(outcome.error) if outcome.error is not None else None,
+    )
 
 
 def _safe_to_resend(outcome: PurchaseOutcome) -> bool:

@@ -213,8 +213,8 @@ class RedisLimiterError(TransportError):
 
 
 class JournalError(TwilioNumbersError, ValueError):
-    """The journal file can't be used: in use by another run, corrupt before its end, or not a
-    journal at all."""
+    """The journal file can't be used: in use by another run, not a journal, a record in it
+    that can't be read, or written by a newer version of the library."""
 
 
 def _rebuild(
