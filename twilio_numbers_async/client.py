@@ -198,6 +198,10 @@ class TwilioNumbersClient:
         if settings["api_key"] is not None:
             # A key in the environment means key auth; the auth token may sit beside it unused.
             settings["auth_token"] = None
+        # Checked here, not only by the constructor, so that an error names the variable to fix.
+        check_sid("TWILIO_ACCOUNT_SID", account_sid, "AC")
+        if settings["api_key"] is not None and "api_key" not in kwargs:
+            check_sid("TWILIO_API_KEY", settings["api_key"], "SK")
         return cls(account_sid, **{**settings, **kwargs})
 
     # --- public API ------------------------------------------------------------------------
