@@ -11,6 +11,7 @@ import ipaddress
 import re
 from urllib.parse import SplitResult, urlsplit
 
+from ._country_codes import BY_FIRST_DIGITS
 from .errors import RequestValidationError
 
 __all__ = [
@@ -83,7 +84,8 @@ def check_text(field: str, value: object) -> str:
 
 
 def check_e164(field: str, value: object) -> str:
-    """An E.164 phone number such as ``+14155551234``."""
+    """An E.164 phone number such as ``+14155551234``, of a length its country code's numbers
+    can have (``+1``: ten digits after it)."""
     text = check_text(field, value)
     if not _E164.fullmatch(text):
         raise RequestValidationError(
@@ -91,7 +93,29 @@ def check_e164(field: str, value: object) -> str:
             f"{text!r} is not an E.164 number: '+', a country code and the subscriber number, "
             "digits only, 15 at most (for example +14155551234)",
         )
+    known = BY_FIRST_DIGITS.get(text[1:4])
+    if known is not None and len(text) - known[0] not in known[1]:
+        start, lengths = known
+        raise RequestValidationError(
+            field,
+            f"{text!r} can't be a phone number: +{text[1:start]} numbers have "
+            f"{_spoken(lengths)} digits after the country code; this one has {len(text) - start}",
+        )
     return text
+
+
+def _spoken(lengths: tuple[int, ...]) -> str:
+    """``(5, 6, 7, 8, 12)`` as ``"5 to 8 or 12"``."""
+    runs: list[list[int]] = []
+    for length in lengths:
+        if runs and length == runs[-1][-1] + 1:
+            runs[-1].append(length)
+        else:
+            runs.append([length])
+    words: list[str] = []
+    for run in runs:
+        words += [f"{run[0]} to {run[-1]}"] if len(run) > 2 else [str(length) for length in run]
+    return words[0] if len(words) == 1 else f"{', '.join(words[:-1])} or {words[-1]}"
 
 
 def check_sid(field: str, value: object, prefix: str) -> str:
