@@ -35,6 +35,20 @@ def redis_server_binary() -> str | None:
     return shutil.which("redis-server")
 
 
+def required_binary() -> str:
+    """The path of ``redis-server``; without it, the calling test skips (fails under
+    :data:`REQUIRE_ENV`)."""
+    import pytest
+
+    binary = redis_server_binary()
+    if binary is None:
+        reason = "redis-server is not installed (bash .ci/install-redis installs it)"
+        if os.environ.get(REQUIRE_ENV) == "1":
+            pytest.fail(f"{reason}, and {REQUIRE_ENV}=1 requires it")
+        pytest.skip(reason)
+    return binary
+
+
 def _free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))

@@ -35,6 +35,7 @@ import attrs
 import pytest
 from hypothesis import strategies as st
 
+from twilio_numbers_async._country_codes import NATIONAL_LENGTHS
 from twilio_numbers_async._serde import form_fields
 from twilio_numbers_async.models import MobileNumberPurchase, NumberPurchase, PurchaseRequest
 
@@ -343,8 +344,22 @@ _FRIENDLY_NAME_MAX: Final = 64
 
 
 def e164_numbers() -> st.SearchStrategy[str]:
-    """E.164 numbers: "+", a country code that doesn't start with 0, at most 15 digits."""
-    return st.from_regex(r"\+[1-9][0-9]{1,14}", fullmatch=True)
+    """E.164 numbers: "+", a country code, and as many digits after it as its numbers may have
+    (15 in all at most); a country code the table doesn't know takes any length."""
+    known = st.sampled_from(
+        [
+            (code, length)
+            for code, lengths in NATIONAL_LENGTHS.items()
+            for length in lengths
+            if len(code) + length <= 15
+        ]
+    ).flatmap(
+        lambda pair: st.text(string.digits, min_size=pair[1], max_size=pair[1]).map(
+            lambda digits: f"+{pair[0]}{digits}"
+        )
+    )
+    unknown = st.from_regex(r"\+(?:28[0-9]|999)[0-9]{1,12}", fullmatch=True)  # spare codes
+    return st.one_of(known, unknown)
 
 
 def not_e164_numbers() -> st.SearchStrategy[str]:
@@ -358,6 +373,7 @@ def not_e164_numbers() -> st.SearchStrategy[str]:
         digits.map(lambda d: "00" + d),  # the international prefix instead of "+"
         digits.map(lambda d: "+0" + d),  # a country code can't start with 0
         st.from_regex(r"\+[1-9][0-9]{15,20}", fullmatch=True),  # more than 15 digits
+        st.from_regex(r"\+1(?:[0-9]{1,9}|[0-9]{11,13})", fullmatch=True),  # +1 is 10 digits
         st.sampled_from(["", "+", "+1", "++14155551234", "+1 ", " +14155551234"]),
         separated,
         digits.map(lambda d: f"+{d}x1"),  # an extension

@@ -12,7 +12,6 @@ import asyncio
 import contextlib
 import json
 import logging
-import os
 import pickle
 import signal
 import subprocess
@@ -23,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 from redis.asyncio import Redis
 
-from tests._redis import REQUIRE_ENV, ROOT, RedisServer, redis_server_binary, worker_command
+from tests._redis import ROOT, RedisServer, required_binary, worker_command
 from twilio_numbers_async import NumberPurchase, TransportError
 from twilio_numbers_async import redis_limiter as module
 from twilio_numbers_async.errors import TwilioNumbersError
@@ -47,20 +46,10 @@ WORKER_TIMEOUT = 30.0
 # --- fixtures -------------------------------------------------------------------------------
 
 
-def _binary() -> str:
-    binary = redis_server_binary()
-    if binary is None:
-        reason = "redis-server is not installed (bash .ci/install-redis installs it)"
-        if os.environ.get(REQUIRE_ENV) == "1":
-            pytest.fail(f"{reason}, and {REQUIRE_ENV}=1 requires it")
-        pytest.skip(reason)
-    return binary
-
-
 @pytest.fixture(scope="session")
 def redis_server() -> Iterator[RedisServer]:
     """One server for the whole session; tests keep apart by using fresh bucket names."""
-    server = RedisServer(_binary())
+    server = RedisServer(required_binary())
     server.start()
     yield server
     server.cleanup()
@@ -69,7 +58,7 @@ def redis_server() -> Iterator[RedisServer]:
 @pytest.fixture
 def own_server() -> Iterator[RedisServer]:
     """A server of the test's own, with a password, that the test may stop."""
-    server = RedisServer(_binary(), "--requirepass", PASSWORD)
+    server = RedisServer(required_binary(), "--requirepass", PASSWORD)
     server.start()
     yield server
     server.cleanup()

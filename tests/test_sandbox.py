@@ -536,12 +536,13 @@ async def test_list_filters(api: Api) -> None:
 
 
 async def test_list_exact_number_still_finds_longer_numbers_containing_it(api: Api) -> None:
-    await buy_numbers(api, "+14155550100", "+141555501001")
-    assert listed_numbers(await api.list({"PhoneNumber": "+14155550100"})) == [
-        "+14155550100",
-        "+141555501001",
+    # +44 numbers have 9 or 10 digits after the code, so one can hold the other (+1 can't).
+    await buy_numbers(api, "+44207946000", "+442079460001")
+    assert listed_numbers(await api.list({"PhoneNumber": "+44207946000"})) == [
+        "+44207946000",
+        "+442079460001",
     ]
-    assert listed_numbers(await api.list({"PhoneNumber": "+141555501001"})) == ["+141555501001"]
+    assert listed_numbers(await api.list({"PhoneNumber": "+442079460001"})) == ["+442079460001"]
 
 
 async def test_list_pages_follow_next_and_previous(api: Api) -> None:

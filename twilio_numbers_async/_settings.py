@@ -10,10 +10,10 @@ from __future__ import annotations
 import base64
 import os
 import platform
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from datetime import timedelta
 from typing import Final
-from urllib.parse import urlsplit
+from urllib.parse import SplitResult, urlsplit
 
 import aiohttp
 import attrs
@@ -106,15 +106,29 @@ def resolve(
     )
 
 
-def from_environment(environ: Mapping[str, str] | None = None) -> dict[str, str | None]:
-    """The client arguments that ``TWILIO_*`` variables set (:data:`ENVIRONMENT`).
+def from_environment(
+    environ: Mapping[str, str] | None = None, *, given: Collection[str] = ()
+) -> dict[str, str | None]:
+    """The client arguments that ``TWILIO_*`` variables set (:data:`ENVIRONMENT`), but for
+    those the caller ``given`` itself.
 
-    An API key in the environment means key auth: an auth token beside it is left unused.
+    An API key in the environment means key auth: an auth token beside it is left unused. The
+    SIDs read are checked here, so that an error names the variable to fix.
     """
     env = os.environ if environ is None else environ
-    values = {argument: env.get(name) or None for name, argument in ENVIRONMENT.items()}
-    if values["api_key"] is not None:
+    values = {
+        argument: env.get(name) or None
+        for name, argument in ENVIRONMENT.items()
+        if argument not in given
+    }
+    if values.get("api_key") is not None:
         values["auth_token"] = None
+    for name, argument, prefix in (
+        ("TWILIO_ACCOUNT_SID", "account_sid", "AC"),
+        ("TWILIO_API_KEY", "api_key", "SK"),
+    ):
+        if (value := values.get(argument)) is not None:
+            check_sid(name, value, prefix)
     return values
 
 
@@ -175,17 +189,32 @@ def _base_url(base_url: str | None, edge: str | None, region: str | None) -> str
     if parts.scheme not in ("http", "https") or not parts.hostname:
         shown = redact_url(base_url)
         raise RequestValidationError("base_url", f"must be an absolute http(s) URL, not {shown!r}")
-    if parts.username or parts.password or parts.query or parts.fragment:
+    # An "@" anywhere may be user information, and a password that breaks the URL (an
+    # unencoded "/" in it) moves the rest into the path: refused without being shown.
+    if "@" in base_url or parts.query or parts.fragment:
         raise RequestValidationError(
             "base_url", "takes a scheme, a host and a path: no credentials, query or fragment"
         )
+    if not _valid_port(parts):
+        raise RequestValidationError("base_url", "has an invalid port")
     if parts.scheme == "http" and not is_loopback_host(parts.hostname):
         raise RequestValidationError(
             "base_url",
-            f"{base_url!r} is plain http to a host that is not loopback: credentials would "
-            "cross the network unencrypted; use https (http is for a local sandbox)",
+            f"{redact_url(base_url)!r} is plain http to a host that is not loopback: "
+            "credentials would cross the network unencrypted; use https (http is for a local "
+            "sandbox)",
         )
     return base_url.rstrip("/")
+
+
+def _valid_port(parts: SplitResult) -> bool:
+    # Not raised from the except clause: urlsplit's error quotes the port, which may be a
+    # password that broke the URL, and would stay reachable as the __context__.
+    try:
+        parts.port  # noqa: B018 - urlsplit checks the port only when asked for it
+    except ValueError:
+        return False
+    return True
 
 
 def _host_label(name: str, value: str | None) -> str:

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import ipaddress
 import re
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import SplitResult, urlsplit
 
+from ._country_codes import BY_FIRST_DIGITS
 from .errors import RequestValidationError
 
 __all__ = [
@@ -38,6 +39,12 @@ SID_PREFIXES = {
     "TK": "a SIP Trunk",
 }
 _SID_PATTERNS = {prefix: re.compile(f"{prefix}[0-9a-fA-F]{{32}}") for prefix in SID_PREFIXES}
+# Each is the public half of a credential pair: a secret passed in the wrong slot lands here.
+_CREDENTIAL_PREFIXES = frozenset({"AC", "SK"})
+# Twilio's auth tokens and API secrets: 32 hexadecimal digits.
+_SECRET_SHAPE = re.compile(r"[0-9a-fA-F]{32}")
+# A failed credential shows its first two characters only when it is at least this long.
+_SHOWN_FROM_LENGTH = 10
 _ANY_PN_SID = re.compile(r"PN[0-9a-fA-F]{32}")
 
 # E.164: a plus, a country code that doesn't start with 0, and at most 15 digits in all.
@@ -55,7 +62,8 @@ _AUTHORITY = re.compile(
 )
 _IP_FUTURE = re.compile(r"[vV][0-9A-Fa-f]+\.[A-Za-z0-9\-._~!$&'()*+,;=:]+")
 _NOT_IN_PATH_QUERY = re.compile(r"[\[\]]")
-_USERINFO = re.compile(r"\A([A-Za-z][A-Za-z0-9+.\-]*://)[^/?#]*@")
+# Where a URL's authority ends (RFC 3986): at the first '/', '?' or '#'.
+_AUTHORITY_END = re.compile(r"[/?#]")
 _CONTROL = re.compile(r"[\r\n\x00]")
 # A lone surrogate is no character: it can't be encoded as UTF-8, so it can't be sent.
 _SURROGATE = re.compile(r"[\ud800-\udfff]")
@@ -76,7 +84,8 @@ def check_text(field: str, value: object) -> str:
 
 
 def check_e164(field: str, value: object) -> str:
-    """An E.164 phone number such as ``+14155551234``."""
+    """An E.164 phone number such as ``+14155551234``, of a length its country code's numbers
+    can have (``+1``: ten digits after it)."""
     text = check_text(field, value)
     if not _E164.fullmatch(text):
         raise RequestValidationError(
@@ -84,19 +93,67 @@ def check_e164(field: str, value: object) -> str:
             f"{text!r} is not an E.164 number: '+', a country code and the subscriber number, "
             "digits only, 15 at most (for example +14155551234)",
         )
+    known = BY_FIRST_DIGITS.get(text[1:4])
+    if known is not None and len(text) - known[0] not in known[1]:
+        start, lengths = known
+        raise RequestValidationError(
+            field,
+            f"{text!r} can't be a phone number: +{text[1:start]} numbers have "
+            f"{_spoken(lengths)} digits after the country code; this one has {len(text) - start}",
+        )
     return text
+
+
+def _spoken(lengths: tuple[int, ...]) -> str:
+    """``(5, 6, 7, 8, 12)`` as ``"5 to 8 or 12"``."""
+    runs: list[list[int]] = []
+    for length in lengths:
+        if runs and length == runs[-1][-1] + 1:
+            runs[-1].append(length)
+        else:
+            runs.append([length])
+    words: list[str] = []
+    for run in runs:
+        words += [f"{run[0]} to {run[-1]}"] if len(run) > 2 else [str(length) for length in run]
+    return words[0] if len(words) == 1 else f"{', '.join(words[:-1])} or {words[-1]}"
 
 
 def check_sid(field: str, value: object, prefix: str) -> str:
-    """A Twilio SID: its two-letter prefix and 32 hexadecimal digits."""
+    """A Twilio SID: its two-letter prefix and 32 hexadecimal digits.
+
+    A failed account SID or API key is described, not shown: the value in that slot is often
+    the secret that belongs beside it, passed in the wrong order. So is a value of any SID
+    field that has a secret's shape.
+    """
     text = check_text(field, value)
     if not _SID_PATTERNS[prefix].fullmatch(text):
+        secret = prefix in _CREDENTIAL_PREFIXES or _SECRET_SHAPE.fullmatch(text)
+        shown = _describe_secret(text) if secret else repr(text)
         raise RequestValidationError(
             field,
-            f"{text!r} is not the SID of {SID_PREFIXES[prefix]}: "
-            f"expected {prefix!r} followed by 32 hexadecimal digits",
+            f"{shown} is not the SID of {SID_PREFIXES[prefix]}: "
+            f"expected {prefix!r} followed by 32 hexadecimal digits{_what_it_is(text)}",
         )
     return text
+
+
+def _describe_secret(text: str) -> str:
+    if not text:
+        return "an empty value"
+    # The first two characters tell a SID's kind ("SK": an API key) but are too much of a
+    # short value to show.
+    start = f" starting {text[:2]!r}" if len(text) >= _SHOWN_FROM_LENGTH else ""
+    return f"a {len(text)}-character value{start}"
+
+
+def _what_it_is(text: str) -> str:
+    # A value in the wrong slot is the commonest mistake here: say what it looks like.
+    for prefix, pattern in _SID_PATTERNS.items():
+        if pattern.fullmatch(text):
+            return f"; it is the SID of {SID_PREFIXES[prefix]}, in the wrong place"
+    if _SECRET_SHAPE.fullmatch(text):
+        return "; it has the shape of an auth token or API secret (no prefix)"
+    return ""
 
 
 def check_area_code(field: str, value: object) -> str:
@@ -118,18 +175,17 @@ def check_url(field: str, value: object) -> str:
         raise RequestValidationError(
             field, f"{shown!r} has characters a URL can't hold: percent-encode them"
         )
-    try:
-        parts = urlsplit(text)
-    except ValueError as exc:  # a malformed IPv6 literal, such as "http://[::1/"
-        raise RequestValidationError(field, f"{shown!r} is not a valid URL: {exc}") from None
+    parts = _split(text)
+    if parts is None:  # a malformed IPv6 literal, such as "http://[::1/"
+        raise RequestValidationError(
+            field, f"{shown!r} is not a valid URL: '[' and ']' must enclose an IPv6 address"
+        )
     if parts.scheme.lower() not in ("http", "https") or not parts.hostname:
         raise RequestValidationError(
             field, f"{shown!r} is not an absolute http(s) URL, such as https://example.com/sms"
         )
-    try:
-        parts.port  # noqa: B018 - urlsplit checks the port only when asked for it
-    except ValueError:
-        raise RequestValidationError(field, f"{shown!r} has an invalid port") from None
+    if not _valid_port(parts):
+        raise RequestValidationError(field, f"{shown!r} has an invalid port")
     if not _valid_authority(parts.netloc):
         raise RequestValidationError(
             field,
@@ -143,6 +199,23 @@ def check_url(field: str, value: object) -> str:
     if "#" in parts.fragment:
         raise RequestValidationError(field, f"{shown!r} has a second '#': percent-encode it (%23)")
     return text
+
+
+# These two never raise: the parser's ValueError, chained to ours as its __context__, would
+# quote the part of the URL it choked on, and a password cut short by a '/' reads as a port.
+def _split(text: str) -> SplitResult | None:
+    try:
+        return urlsplit(text)
+    except ValueError:
+        return None
+
+
+def _valid_port(parts: SplitResult) -> bool:
+    try:
+        parts.port  # noqa: B018 - urlsplit checks the port only when asked for it
+    except ValueError:
+        return False
+    return True
 
 
 def _valid_authority(netloc: str) -> bool:
@@ -168,16 +241,26 @@ def check_count(name: str, value: object) -> int:
 
 
 def redact_url(url: str) -> str:
-    """``url`` with any password in it replaced, for reprs, logs and error messages."""
-    try:
-        parts = urlsplit(url)
-    except ValueError:
-        # Unparsable (a broken IPv6 literal): hide all the user information, to be safe.
-        return _USERINFO.sub(r"\1***@", url)
-    if parts.password is None:
+    """``url`` with its user information hidden, for reprs, logs and error messages.
+
+    ``user:password@`` shows as ``user:***@``; a lone ``token@`` as ``***@``. A password
+    holding an unencoded ``/``, ``?`` or ``#`` ends the authority early where any parser looks,
+    leaving the rest of it in the path: when the authority is broken (or has a ``:``) and an
+    ``@`` follows it, everything up to the last ``@`` is hidden, to be safe.
+    """
+    scheme, sep, rest = url.partition("://")
+    if not sep or "@" not in rest:
         return url
-    host = parts.netloc.rpartition("@")[2]
-    return urlunsplit(parts._replace(netloc=f"{parts.username}:***@{host}"))
+    authority = _AUTHORITY_END.split(rest, maxsplit=1)[0]
+    if _split(url) is None:  # a broken IPv6 literal, such as "http://u:p@[::1/"
+        authority = ""
+    if "@" not in authority:
+        if authority and ":" not in authority.rpartition("]")[2]:
+            return url  # a plain host: the '@' is in the path, query or fragment
+        return f"{scheme}://***@{rest.rpartition('@')[2]}"
+    userinfo, _, host = authority.rpartition("@")
+    user, colon, _ = userinfo.partition(":")
+    return f"{scheme}://{f'{user}:***' if colon else '***'}@{host}{rest[len(authority) :]}"
 
 
 def is_loopback_host(host: str) -> bool:

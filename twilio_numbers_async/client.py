@@ -98,10 +98,8 @@ class TwilioNumbersClient:
         }
         if account_sid is auth_token is api_key is api_secret is None:
             # No credentials at all: the environment's, as the official SDK's Client() does.
-            environment = from_environment()
-            given = {
-                name: environment[name] if value is None else value for name, value in given.items()
-            }
+            passed = [name for name, value in given.items() if value is not None]
+            given = {**given, **from_environment(given=passed)}
         self._settings: Settings = resolve(**given, timeout=timeout)
         limiter = TokenBucket(rate_limit) if isinstance(rate_limit, int | float) else rate_limit
         slots: AbstractAsyncContextManager[object]
@@ -135,7 +133,7 @@ class TwilioNumbersClient:
         ``TWILIO_API_KEY`` and ``TWILIO_API_SECRET``), ``TWILIO_BASE_URL``, ``TWILIO_EDGE``
         and ``TWILIO_REGION``. ``kwargs`` are passed on and win over the environment.
         """
-        return cls(**{**from_environment(environ), **kwargs})
+        return cls(**{**from_environment(environ, given=kwargs), **kwargs})
 
     # --- public API ------------------------------------------------------------------------
 

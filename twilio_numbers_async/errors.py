@@ -45,7 +45,7 @@ _HINTS: Mapping[int, str] = {
     20003: "check the account SID and auth token (or API key and secret) you passed in",
     20404: "check the account SID: Twilio knows no such resource on this account",
     20429: "slow down: lower the client's rate_limit or max_concurrency",
-    21421: "PhoneNumber must be an E.164 number, such as +14155551234",
+    21421: "the number is not valid for Twilio: check its country code and its length",
     21422: "the number is not available: search AvailablePhoneNumbers and pick another",
     21451: "AreaCode must be a three-digit US or Canada area code",
     21452: "no numbers are available in that area code: try a nearby one",

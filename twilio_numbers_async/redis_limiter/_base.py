@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import random
 from typing import TYPE_CHECKING, Any, Final, TypeVar
+from urllib.parse import urlsplit
 
 try:
     from redis.asyncio import Redis
@@ -222,14 +223,39 @@ def _client_from_url(url: str, options: Mapping[str, Any] | None) -> Redis:
         "socket_connect_timeout": _SOCKET_TIMEOUT,
         **(options or {}),
     }
+    if _password_cut_short(url):
+        # Read as written, "redis://:pa/ss@host" names the host "pa": a piece of the password
+        # would be looked up in DNS and shown as where Redis is.
+        raise ValueError(
+            "the Redis URL has an '@' after its host: percent-encode any '/', '?', '#' or '@' "
+            "in the password (urllib.parse.quote(password, safe=''))"
+        )
+    client: Redis | None
     try:
-        return Redis.from_url(url, **settings)
+        client = Redis.from_url(url, **settings)
     except ValueError:
-        # redis-py's message quotes the URL, password and all.
+        # redis-py's message can quote the URL, password and all; raised below, outside this
+        # block, so that it is not kept as our error's __context__ either.
+        client = None
+    if client is None:
         raise ValueError(
             "not a Redis URL: expected redis://[[user]:password@]host[:port][/db], "
             "rediss://... or unix:///path/to/socket"
-        ) from None
+        )
+    return client
+
+
+def _password_cut_short(url: str) -> bool:
+    """Whether an ``@`` follows an authority that is not ``host[:port]``: a ``/``, ``?`` or
+    ``#`` left unencoded in the password ends the authority early."""
+    if "@" not in url:
+        return False
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - urlsplit checks the port only when asked for it
+    except ValueError:
+        return True
+    return "@" not in parts.netloc and bool(parts.netloc) and not parts.hostname
 
 
 def _describe(redis: Redis) -> str:
