@@ -62,6 +62,6 @@ def country_of_area_code(area_code: str) -> Country:
 
     ``ValueError`` for anything that is not three digits starting 2 to 9.
     """
-    if not isinstance(area_code, str) or _AREA_CODE.fullmatch(area_code) is None:
+    if _AREA_CODE.fullmatch(area_code) is None:
         raise ValueError(f"an area code is three digits starting 2 to 9, not {area_code!r}")
     return "CA" if area_code in CANADIAN_AREA_CODES else "US"
