@@ -85,10 +85,8 @@ def search_page(
         raise not_found(path)
     sold = inventory.sold
 
-    def found(after: Position) -> Iterator[tuple[Position, str]]:
-        for position, number in _forward(walk, sold, after):
-            if match(number):
-                yield position, number
+    def found(after: Position) -> Iterator[str]:
+        return (number for _, number in _forward(walk, sold, after) if match(number))
 
     token = query.get("PageToken")
     if token is None:
