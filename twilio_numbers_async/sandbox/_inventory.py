@@ -41,15 +41,15 @@ __all__ = [
 _MAX_STOCK: Final = 4_450_000
 
 Resource = dict[str, Any]
-# Where a released resource was: a slot no resource is ever in, so `is` tells it apart.
+# Where a released resource was: a placeholder no resource is, so `is` tells it apart.
 _GONE: Final[Resource] = {}
 
 
 class Holdings:
     """One account's numbers: in purchase order, by SID and by number.
 
-    A release leaves a gap in the order, filled in by the next :attr:`resources` (so that a
-    release costs O(1), and a list, O(n) anyway, pays for the gaps once).
+    Each resource keeps the place it was bought in, released or not, so that a page token
+    naming a released resource still says where the next page starts.
     """
 
     __slots__ = ("_by_number", "_gaps", "_position", "_slots", "longest")
@@ -59,7 +59,7 @@ class Holdings:
         self.longest = 0
         self._slots: list[Resource] = []
         self._gaps = 0
-        self._position: dict[str, int] = {}
+        self._position: dict[str, int] = {}  # every SID ever held here, released ones too
         self._by_number: dict[str, list[Resource]] = {}
 
     def __len__(self) -> int:
@@ -67,16 +67,16 @@ class Holdings:
 
     @property
     def resources(self) -> list[Resource]:
-        """Every resource held, in purchase order (what the GET list pages through).
+        """Every resource held, in purchase order (what the GET list pages through)."""
+        if not self._gaps:
+            return self._slots
+        return [resource for resource in self._slots if resource is not _GONE]
 
-        Fills in the gaps releases left, so :meth:`position` changes with it: read positions
-        after this, not before.
-        """
-        if self._gaps:
-            self._slots = [resource for resource in self._slots if resource is not _GONE]
-            self._position = {resource["sid"]: i for i, resource in enumerate(self._slots)}
-            self._gaps = 0
-        return self._slots
+    def positions(self) -> list[int] | None:
+        """The :meth:`position` of each of :attr:`resources`; ``None`` when it is its index."""
+        if not self._gaps:
+            return None
+        return [i for i, resource in enumerate(self._slots) if resource is not _GONE]
 
     def add(self, resource: Resource) -> None:
         """Hold a newly bought resource."""
@@ -89,15 +89,16 @@ class Holdings:
     def get(self, sid: str) -> Resource | None:
         """The resource ``sid``, if held here."""
         position = self._position.get(sid)
-        return None if position is None else self._slots[position]
+        if position is None or self._slots[position] is _GONE:
+            return None
+        return self._slots[position]
 
     def remove(self, sid: str) -> Resource | None:
-        """Stop holding the resource ``sid``; it, or ``None`` if it was not held here."""
-        position = self._position.pop(sid, None)
-        if position is None:
+        """Stop holding the resource ``sid``; it, or ``None`` if it is not held here."""
+        resource = self.get(sid)
+        if resource is None:
             return None
-        resource = self._slots[position]
-        self._slots[position] = _GONE
+        self._slots[self._position[sid]] = _GONE
         self._gaps += 1
         same = self._by_number[resource["phone_number"]]
         same.remove(resource)
@@ -110,8 +111,7 @@ class Holdings:
         return self._by_number.get(phone_number, [])
 
     def position(self, sid: str) -> int | None:
-        """Where the resource ``sid`` is in the purchase order, if held here: comparable with
-        other positions, and an index of :attr:`resources` once that was read."""
+        """Where the resource ``sid`` is, or was, in the purchase order, if it was held here."""
         return self._position.get(sid)
 
 

@@ -3,9 +3,9 @@
 Filters: ``PhoneNumber`` (partial: the digits given, ``*`` for any one digit, found anywhere in
 the number), ``FriendlyName`` (exact), ``Origin``; ``Beta`` is checked but changes nothing, as
 no sandbox number is new to the platform. Pages: ``PageSize`` (1 to 1000, default 50), ``Page``
-and ``PageToken`` (``PA<sid>``: after that resource, ``PB<sid>``: before it), so that paging
-stays right while purchases go on. A full number (the common case: reconciling a purchase) is
-an O(1) look-up; other filters scan the one account.
+and ``PageToken`` (``PA<sid>``: after that resource, ``PB<sid>``: before it, even released),
+so that paging stays right while purchases and releases go on. A full number (the common case:
+reconciling a purchase) is an O(1) look-up; other filters scan the one account.
 """
 
 from __future__ import annotations
@@ -54,12 +54,13 @@ def list_page(holdings: Holdings, query: Mapping[str, str], path: str) -> dict[s
 def _matching(
     holdings: Holdings, query: Mapping[str, str]
 ) -> tuple[list[Resource], list[int] | None]:
-    """The resources the filters keep, and their positions in the account (``None``: all)."""
+    """The resources the filters keep, and their positions in the account (``None``: each
+    one's index)."""
     pattern = _phone_pattern(query.get("PhoneNumber"))
     name = query.get("FriendlyName")
     origin = query.get("Origin")
     if pattern is None and name is None and origin is None:
-        return holdings.resources, None
+        return holdings.resources, holdings.positions()
     if pattern is not None and _FULL_NUMBER.fullmatch(pattern) and len(pattern) >= holdings.longest:
         # A number holding "+digits" starts with them: none held is longer, so exact is all.
         candidates = holdings.with_number(pattern)
