@@ -18,6 +18,8 @@ __all__ = ["Limits", "check_max_concurrency", "check_rate_limit"]
 
 # Retry-After is rounded up to the millisecond: never earlier than the token, never "0".
 _PER_SECOND: Final = 1000
+# Refilling in many small steps adds up float error: a token 1e-12 short is a whole token.
+_SLACK: Final = 1e-9
 
 
 def check_max_concurrency(value: object) -> int | None:
@@ -79,10 +81,10 @@ class Limits:
             return rate_limited()
         if self.rate_limit is not None:
             self._refill(now)
-            if self._tokens < 1.0:
+            if self._tokens < 1.0 - _SLACK:
                 wait = (1.0 - self._tokens) / self.rate_limit
-                return rate_limited(math.ceil(wait * _PER_SECOND) / _PER_SECOND)
-            self._tokens -= 1.0
+                return rate_limited(math.ceil(wait * _PER_SECOND - _SLACK) / _PER_SECOND)
+            self._tokens = max(0.0, self._tokens - 1.0)
         return None
 
     def leave(self) -> None:
