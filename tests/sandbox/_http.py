@@ -32,15 +32,19 @@ class Answer:
 
 
 class Api:
-    """Raw HTTP against a sandbox: what any client would send."""
+    """Raw HTTP against a sandbox: what any client would send, to the sandbox or to ``url``
+    (a proxy in front of it)."""
 
-    def __init__(self, sandbox: Sandbox, session: aiohttp.ClientSession) -> None:
+    def __init__(
+        self, sandbox: Sandbox, session: aiohttp.ClientSession, *, url: str | None = None
+    ) -> None:
         self.sandbox = sandbox
         self.session = session
+        self.root = url or sandbox.url
         self.auth = aiohttp.encode_basic_auth(sandbox.account_sid, sandbox.auth_token)
 
     def base(self, account: str | None = None) -> str:
-        return f"{self.sandbox.url}/2010-04-01/Accounts/{account or self.sandbox.account_sid}"
+        return f"{self.root}/2010-04-01/Accounts/{account or self.sandbox.account_sid}"
 
     def url(self, account: str | None = None, *, mobile: bool = False) -> str:
         endpoint = "IncomingPhoneNumbers/Mobile.json" if mobile else "IncomingPhoneNumbers.json"
