@@ -201,3 +201,12 @@ async def test_limits_are_checked() -> None:
         sandbox.set_limits(rate_limit=float("inf"))
     sandbox.set_limits(rate_limit=2)  # not serving: fine too
     assert (sandbox.max_concurrency, sandbox.rate_limit) == (4, 2.0)
+
+
+async def test_limits_set_before_serving_hold_once_it_serves() -> None:
+    sandbox = Sandbox(seed=1)
+    sandbox.set_limits(rate_limit=0.001)
+    async with sandbox, aiohttp.ClientSession() as session:
+        api = Api(sandbox, session)
+        assert (await api.list()).status == 200  # a first rate starts with a full bucket
+        assert_error(await api.list(), 429, 20429)

@@ -91,11 +91,17 @@ class Limits:
         """Count out a request counted in by :meth:`arrive`."""
         self.in_flight -= 1
 
-    def change(self, *, max_concurrency: int | None, rate_limit: float | None, now: float) -> None:
-        """Set both limits from now on; requests already in flight go on."""
-        if self.rate_limit is not None:
-            self._refill(now)  # the tokens earned so far, at the old rate
+    def change(
+        self, *, max_concurrency: int | None, rate_limit: float | None, now: float | None
+    ) -> None:
+        """Set both limits from now on; requests already in flight go on.
+
+        ``now`` is ``None`` when no clock runs (the sandbox is stopped): the bucket's clock
+        then starts again at the next request.
+        """
         had_rate = self.rate_limit is not None
+        if had_rate and now is not None:
+            self._refill(now)  # the tokens earned so far, at the old rate
         self.max_concurrency = max_concurrency
         self.rate_limit = rate_limit
         self._tokens = min(self._tokens, self._capacity) if had_rate else self._capacity

@@ -55,7 +55,8 @@ class Sandbox:
     The account's limits, like Twilio's, answer 429 (code 20429): ``max_concurrency`` refuses
     a request beyond that many in flight, at once and without ``Retry-After``; ``rate_limit``
     refuses one beyond that many per second (a token bucket of one second's worth on the
-    server's clock), with a ``Retry-After`` in (fractional) seconds. Change them while running
+    server's clock), with a ``Retry-After`` in (fractional) seconds. Both count every request the
+    sandbox serves, on the main account and its subaccounts alike. Change them while running
     with :meth:`set_limits`. Every answer says how many requests were in flight in its
     ``Twilio-Concurrent-Requests`` header. ``area_code_stock`` is how many numbers each area
     code (and each other block of numbers) has for sale.
@@ -245,7 +246,9 @@ class Sandbox:
 
         A limit not named stays as it is. Requests already in flight go on: lowered from 30
         to 10, the concurrency limit refuses every new request until fewer than 10 are left.
-        A new rate starts from the tokens saved at the old one (at most a second's worth).
+        A new rate starts from the tokens saved at the old one (at most a second's worth), a
+        first rate with a full bucket. Call it from the event loop the sandbox serves in (a
+        task or a callback of it): like the sandbox, the limits are not thread-safe.
         """
         limits = self._app.limits
         concurrency = (
@@ -254,11 +257,11 @@ class Sandbox:
             else check_max_concurrency(max_concurrency)
         )
         rate = limits.rate_limit if rate_limit is _UNCHANGED else check_rate_limit(rate_limit)
-        try:
-            now = asyncio.get_running_loop().time()
-        except RuntimeError:  # not serving: the bucket starts counting at the next request
-            now = 0.0
-        limits.change(max_concurrency=concurrency, rate_limit=rate, now=now)
+        limits.change(
+            max_concurrency=concurrency,
+            rate_limit=rate,
+            now=asyncio.get_running_loop().time() if self.running else None,
+        )
 
     # --- faults ---------------------------------------------------------------------------
 
