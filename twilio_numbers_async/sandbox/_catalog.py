@@ -91,7 +91,7 @@ class Block:
     number once, O(1) each, and the list never built.
 
     ``cursor`` is where the first number that may be unsold is: numbers are found by scanning
-    from it, and a number sold again moves it back.
+    from it, and a number released moves it back.
     """
 
     __slots__ = ("_cursor", "_first", "_inverse", "_offset", "_step", "_width", "prefix", "size")
