@@ -44,10 +44,13 @@ __all__ = [
     "LIST_OPERATION",
     "LIST_PAGE_URI_PROPERTIES",
     "MOBILE_PATH",
+    "NUMBER_PATH",
+    "SEARCH_PATHS",
     "SPEC_PATH",
     "check_formats",
     "conditional_groups",
     "e164_numbers",
+    "fetch_response_schema",
     "field_for_key",
     "friendly_names",
     "full_request",
@@ -62,6 +65,7 @@ __all__ = [
     "required_keys",
     "requires_spec",
     "response_schema",
+    "search_response_schema",
     "sid_prefix",
     "sids",
     "spec_available",
@@ -83,6 +87,13 @@ SPEC_PATH: Final = Path(os.environ.get("TWILIO_OAS_PATH") or _DEFAULT_PATH)
 GENERIC_PATH: Final = "/2010-04-01/Accounts/{AccountSid}/IncomingPhoneNumbers.json"
 MOBILE_PATH: Final = "/2010-04-01/Accounts/{AccountSid}/IncomingPhoneNumbers/Mobile.json"
 LIST_OPERATION: Final = (GENERIC_PATH, "get")
+#: The GET and DELETE of one number.
+NUMBER_PATH: Final = "/2010-04-01/Accounts/{AccountSid}/IncomingPhoneNumbers/{Sid}.json"
+#: The AvailablePhoneNumbers searches, by the last part of their path.
+SEARCH_PATHS: Final = {
+    kind: f"/2010-04-01/Accounts/{{AccountSid}}/AvailablePhoneNumbers/{{CountryCode}}/{kind}.json"
+    for kind in ("Local", "Mobile", "TollFree")
+}
 
 _E164: Final = re.compile(r"\+[1-9][0-9]{1,14}")
 _HTTP_METHODS: Final = frozenset({"GET", "POST"})
@@ -128,6 +139,26 @@ def list_response_schema() -> dict[str, Any]:
     """The GET list's 200 schema (ListIncomingPhoneNumberResponse), as JSON Schema."""
     operation = load_spec()["paths"][GENERIC_PATH]["get"]
     return _json_schema(operation["responses"]["200"]["content"]["application/json"]["schema"])
+
+
+def search_response_schema(kind: str) -> dict[str, Any]:
+    """One search's 200 schema (``kind``: ``Local``, ``Mobile`` or ``TollFree``), as JSON
+    Schema, with every property of the page and of each number required, and no other."""
+    operation = load_spec()["paths"][SEARCH_PATHS[kind]]["get"]
+    schema = _json_schema(operation["responses"]["200"]["content"]["application/json"]["schema"])
+    for node in (schema, schema["properties"]["available_phone_numbers"]["items"]):
+        node["required"] = sorted(node["properties"])
+        node["additionalProperties"] = False
+    return schema
+
+
+def fetch_response_schema() -> dict[str, Any]:
+    """The GET of one number's 200 schema, as JSON Schema, exact (see :func:`response_schema`)."""
+    operation = load_spec()["paths"][NUMBER_PATH]["get"]
+    schema = _json_schema(operation["responses"]["200"]["content"]["application/json"]["schema"])
+    schema["required"] = sorted(schema["properties"])
+    schema["additionalProperties"] = False
+    return schema
 
 
 def request_properties(mobile: bool) -> dict[str, dict[str, Any]]:
@@ -309,9 +340,10 @@ def field_for_key(mobile: bool, key: str) -> str:
         raise KeyError(f"{kind.__name__} has no field for the spec's form key {key!r}") from None
 
 
-#: The list page's links. The spec declares them ``format: uri``, yet its own example (and
+#: The list pages' links. The spec declares them ``format: uri``, yet its own example (and
 #: Twilio) sends paths relative to the host, "/2010-04-01/...": a relative reference, which
-#: Prism's ``uri`` check refuses. :func:`proxy_spec` reads them as ``uri-reference``.
+#: Prism's ``uri`` check refuses. :func:`proxy_spec` reads them as ``uri-reference``, in the
+#: GET list and in the three searches.
 LIST_PAGE_URI_PROPERTIES: Final = ("first_page_uri", "next_page_uri", "previous_page_uri", "uri")
 
 
@@ -320,15 +352,17 @@ def proxy_spec(directory: Path) -> Path:
     :data:`LIST_PAGE_URI_PROPERTIES`, whose ``format: uri`` becomes ``uri-reference`` (see
     there). Nothing else is changed; a test checks that the patch is still needed."""
     spec = copy.deepcopy(load_spec())
-    operation = spec["paths"][GENERIC_PATH]["get"]
-    schema = operation["responses"]["200"]["content"]["application/json"]["schema"]
-    for name in LIST_PAGE_URI_PROPERTIES:
-        prop = schema["properties"][name]
-        if prop.get("format") != "uri":
-            raise ValueError(
-                f"the spec's list page {name} is no longer format: uri: drop the patch"
-            )
-        prop["format"] = "uri-reference"
+    for path in (GENERIC_PATH, *SEARCH_PATHS.values()):
+        operation = spec["paths"][path]["get"]
+        schema = operation["responses"]["200"]["content"]["application/json"]["schema"]
+        for name in LIST_PAGE_URI_PROPERTIES:
+            prop = schema["properties"][name]
+            if prop.get("format") != "uri":
+                raise ValueError(
+                    f"the spec's list page {name} of {path} is no longer format: uri: "
+                    "drop the patch"
+                )
+            prop["format"] = "uri-reference"
     path = directory / "twilio_incoming_phone_numbers_oas.proxy.json"
     path.write_text(json.dumps(spec), encoding="utf-8")
     return path

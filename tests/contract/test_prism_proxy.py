@@ -1,5 +1,8 @@
 """The sandbox's answers against the spec: sandbox → ``prism proxy --errors`` → client.
 
+Purchases and look-ups go through the library's client; searches, fetches and releases as raw
+HTTP (``tests.sandbox._http.Api``), so that the sandbox is held to the spec on its own.
+
 Prism checks each request on its way in (422 if it breaks the spec) and each answer on its way
 out: one that breaks the spec becomes a 500 with Prism's ``validation`` list, which fails the
 test naming the complaint (:class:`~tests.contract.PrismWatch`). Twilio's own formats, which
@@ -21,8 +24,15 @@ import attrs
 import pytest
 from aiohttp import web
 
-from tests._spec import check_formats, full_request, response_schema, validate
+from tests._spec import (
+    check_formats,
+    full_request,
+    response_schema,
+    search_response_schema,
+    validate,
+)
 from tests.contract import PrismProxy, PrismWatch
+from tests.sandbox._http import Api
 from twilio_numbers_async import (
     AuthenticationError,
     IncomingPhoneNumber,
@@ -279,3 +289,53 @@ async def test_an_upstream_that_is_down_fails_naming_it(prism_proxy: PrismProxy)
             await client.purchase(NumberPurchase(area_code="500"))
     with pytest.raises(AssertionError, match="ECONNREFUSED"):
         watch.check()
+
+
+# --- searches, fetches and releases -------------------------------------------------------------
+
+
+async def test_searches_fetches_and_releases_keep_the_spec(prism_proxy: PrismProxy) -> None:
+    watch = PrismWatch()
+    async with (
+        Sandbox(port=prism_proxy.upstream_port, area_code_stock=10) as sandbox,
+        watch.session() as session,
+    ):
+        api = Api(sandbox, session, url=prism_proxy.url)
+        searches = [
+            ("US", "Local", {"AreaCode": "415", "PageSize": "4"}),
+            ("US", "Local", {"AreaCode": "415", "SmsEnabled": "true", "Contains": "555"}),
+            ("US", "Local", {"AreaCode": "604"}),  # Canada's: none in the US
+            ("CA", "Local", {"AreaCode": "604", "VoiceEnabled": "false"}),
+            ("US", "TollFree", {"AreaCode": "888", "MmsEnabled": "true", "FaxEnabled": "false"}),
+            ("GB", "Mobile", {"PageSize": "3"}),
+            ("GB", "Local", {"Beta": "false"}),
+        ]
+        for country, kind, params in searches:
+            answer = await api.search(params, country=country, kind=kind)
+            assert answer.status == 200, answer.text
+            check_search(answer.body, kind)
+        page = (await api.search({"AreaCode": "415", "PageSize": "4"})).body
+        for link in ("next_page_uri", "previous_page_uri"):
+            page = (await api.request("GET", prism_proxy.url + page[link])).body
+            check_search(page, "Local")
+        number = page["available_phone_numbers"][0]["phone_number"]
+        bought = await api.buy({"PhoneNumber": number})
+        assert bought.status == 201
+        fetched = await api.fetch(bought.body["sid"])
+        assert fetched.status == 200
+        check_formats(fetched.body)
+        assert (await api.release(bought.body["sid"])).status == 204
+        for gone in (await api.fetch(bought.body["sid"]), await api.release(bought.body["sid"])):
+            assert (gone.status, gone.body["code"]) == (404, 20404)
+        watch.check()
+    statuses = [exchange.status for exchange in watch.exchanges]
+    assert statuses == [200] * 10 + [201, 200, 204, 404, 404]
+    for exchange in watch.exchanges[-2:]:
+        assert_only_undeclared_status_warning(exchange)
+
+
+def check_search(body: Any, kind: str) -> None:
+    """What Prism checked, again (exactly: every property), and Twilio's own formats."""
+    validate(body, search_response_schema(kind))
+    for number in body["available_phone_numbers"]:
+        check_formats({"phone_number": number["phone_number"]})

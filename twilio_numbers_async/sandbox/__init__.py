@@ -9,21 +9,23 @@
             number = await client.create_incoming_phone_number(area_code="415")
         assert len(sandbox.purchases) == len(set(p.phone_number for p in sandbox.purchases))
 
-It serves the two purchase endpoints and the GET list of IncomingPhoneNumbers the way Twilio
-does (authentication, spec validation, error codes, magic test numbers, one sale per number)
+It serves the two purchase endpoints, the GET list of IncomingPhoneNumbers, the GET and DELETE
+of one number and the AvailablePhoneNumbers searches the way Twilio does (authentication,
+spec validation, error codes, magic test numbers, one sale per number, the account's limits)
 and injects faults, seeded and reproducible, so that a client's "never buy twice" can be proven.
 """
 
 from __future__ import annotations
 
 from ._faults import Fault, Faults
-from ._records import PurchaseRecord, RequestRecord
+from ._records import PurchaseRecord, ReleaseRecord, RequestRecord
 from ._sandbox import Sandbox
 
 __all__ = [
     "Fault",
     "Faults",
     "PurchaseRecord",
+    "ReleaseRecord",
     "RequestRecord",
     "Sandbox",
 ]

@@ -22,6 +22,8 @@ __all__ = [
 _MORE_INFO = "https://www.twilio.com/docs/errors/{code}"
 # Values echoed into messages are cut short: a message is for a human, not a dump of the form.
 _SHOWN_MAX = 80
+# Paths longer: Twilio's 404 names a number's whole path (about 120 characters).
+_PATH_SHOWN_MAX = 200
 
 
 class ApiError(Exception):
@@ -58,16 +60,18 @@ def error_body(status: int, code: int, message: str) -> bytes:
     ).encode()
 
 
-def shown(value: str) -> str:
-    """``value`` as it may appear in an error message: shortened when long."""
-    if len(value) <= _SHOWN_MAX:
+def shown(value: str, limit: int = _SHOWN_MAX) -> str:
+    """``value`` as it may appear in an error message: shortened when over ``limit``."""
+    if len(value) <= limit:
         return value
-    return value[: _SHOWN_MAX - 3] + "..."
+    return value[: limit - 3] + "..."
 
 
 def not_found(path: str) -> ApiError:
     """404 / 20404, Twilio's answer for a path or account it does not know."""
-    return ApiError(404, 20404, f"The requested resource {shown(path)} was not found")
+    return ApiError(
+        404, 20404, f"The requested resource {shown(path, _PATH_SHOWN_MAX)} was not found"
+    )
 
 
 def rate_limited(retry_after: float | str | None = None) -> ApiError:

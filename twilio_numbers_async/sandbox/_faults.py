@@ -2,24 +2,28 @@
 
 A :class:`Fault` is one thing that happens to one request (a 429, a 5xx, a dropped
 connection, a late answer); :class:`Faults` gives each kind a probability per request; the
-:class:`FaultPicker` decides, request by request, from ``random.Random(seed)`` or from a script
-of queued faults. The faults that matter most are the ones *after* the purchase committed:
-the client can't tell those from a failure, and must not buy the number again.
+:class:`FaultPicker` decides, request by request, from a script of queued faults or from the
+request's :class:`Fate`, a function of the seed and of the request itself. The faults that
+matter most are the ones *after* the purchase (or release) committed: the client can't tell
+those from a failure, and must not buy the number again.
 """
 
 from __future__ import annotations
 
 import collections
+import hashlib
 import math
-import random
-from collections.abc import Container, Iterable
-from typing import Any, Final
+from collections.abc import Iterable
+from typing import Any, Final, Literal
 
 import attrs
 
 __all__ = [
     "AFTER_COMMIT",
     "BEFORE_COMMIT",
+    "ENDPOINTS",
+    "Endpoint",
+    "Fate",
     "Fault",
     "FaultPicker",
     "Faults",
@@ -36,7 +40,7 @@ _NAMES: Final = BEFORE_COMMIT | AFTER_COMMIT
 _RANDOM_STATUSES: Final = (500, 502, 503, 504)
 
 # The order in which one uniform draw is mapped onto the kinds of fault. Fixed, so that a seed
-# gives the same faults on every run; the first two also apply to the GET list.
+# gives the same faults on every run; the first two also apply to reads.
 _KINDS: Final = (
     "rate_limited",
     "server_error",
@@ -45,7 +49,6 @@ _KINDS: Final = (
     "drop_after_commit",
     "slow_after_commit",
 )
-_LIST_KINDS: Final = frozenset({"rate_limited", "server_error"})
 # Floating-point slack for "the probabilities sum to at most 1".
 _SUM_SLACK = 1e-9
 
@@ -161,12 +164,23 @@ def _check_latency(_: object, attribute: attrs.Attribute[Any], value: object) ->
 class Faults:
     """How often each fault happens: a probability per request, all 0 (off) by default.
 
-    ``latency`` (seconds, or a ``(low, high)`` uniform range) is added to every request.
-    ``rate_limited`` and ``server_error`` hit POST purchases and the GET list alike, so that
-    reconciling is tested under faults too; the ``*_after_commit`` and ``drop_before_commit``
-    faults hit POST purchases only. ``retry_after`` is sent with random 429s;
-    ``slow_after_commit`` waits ``slow_seconds`` before answering. The probabilities must sum
-    to at most 1: one draw per request picks at most one fault.
+    Which faults hit which endpoint:
+
+    - ``latency``: every request, a 401 or a 404 too.
+    - Writes, the POST purchases (``IncomingPhoneNumbers.json``, ``.../Mobile.json``) and the
+      ``DELETE`` of a number (a release): every kind. ``rate_limited``, ``server_error`` and
+      ``drop_before_commit`` come instead of the write (nothing is bought or released);
+      ``error_after_commit``, ``drop_after_commit`` and ``slow_after_commit`` hit the answer
+      after the write was made.
+    - Reads, the GET list, the ``GET`` of a number and the ``AvailablePhoneNumbers`` searches:
+      ``rate_limited`` and ``server_error`` only (the other kinds' share passes unharmed), so
+      that look-ups are tested under faults too.
+
+    ``latency`` is seconds, or a ``(low, high)`` uniform range. ``retry_after`` is sent with
+    random 429s; ``slow_after_commit`` waits ``slow_seconds`` before answering. The
+    probabilities must sum to at most 1: each request's one draw picks at most one fault, and
+    that draw is a function of the seed and the request itself (see :class:`FaultPicker`), so
+    the same requests meet the same faults in any order.
     """
 
     latency: float | tuple[float, float] = attrs.field(
@@ -261,70 +275,115 @@ def _number(key: str, value: str) -> float:
 _FIELD_NAMES: Final = tuple(field.name for field in attrs.fields(Faults))
 
 
-class FaultPicker:
-    """Decides each request's fault: a scripted one first (FIFO), else a seeded random draw.
+#: The endpoints a fault can be scripted on (:meth:`FaultPicker.script`).
+ENDPOINTS: Final = ("purchase", "release", "fetch", "list", "search")
+Endpoint = Literal["purchase", "release", "fetch", "list", "search"]
+# Writes meet every kind of random fault; reads only a 429 or a 5xx, so that a client's
+# look-ups and searches are tested under faults without a read ever "committing" anything.
+_WRITES: Final = frozenset({"purchase", "release"})
+_READ_KINDS: Final = frozenset({"rate_limited", "server_error"})
+_UNIT: Final = 2.0**-53  # a 53-bit integer times this is a float uniform in [0, 1)
 
-    Random draws come from ``random.Random(seed)`` (latency from a second stream), one draw per
-    request that can be faulted, so the same seed and the same sequence of requests give the
-    same faults. Replacing :attr:`faults` keeps the streams where they are.
+
+@attrs.frozen
+class Fate:
+    """What chance holds for one request: three independent draws, uniform in [0, 1).
+
+    ``fault`` picks the kind of random fault (if any), ``status`` the 5xx of an error fault,
+    ``latency`` the delay within a ``(low, high)`` range.
+    """
+
+    fault: float
+    status: float
+    latency: float
+
+
+class FaultPicker:
+    """Decides each request's fate: its latency and its fault, scripted or random.
+
+    A random fate is a function of the seed and of the request itself (method, path, query,
+    form) and of how many identical requests came before it, never of the order in which
+    different requests arrive: concurrent clients meet the same faults whatever the
+    interleaving, and a retried request (identical, one more time) draws afresh. Scripted
+    faults come first, FIFO, one queue per endpoint. Replacing :attr:`faults` changes the
+    probabilities that fates are read against, not the fates.
     """
 
     def __init__(self, faults: Faults | None, seed: int) -> None:
         self.faults = faults or Faults()
-        self._rng = random.Random(f"{seed}:faults")  # noqa: S311 - reproducible, not secret
-        self._latency_rng = random.Random(f"{seed}:latency")  # noqa: S311
-        self._script: collections.deque[Fault] = collections.deque()
+        self._seed = f"{seed}:fates\x00".encode()
+        self._seen: dict[bytes, int] = {}
+        self._scripts: dict[str, collections.deque[Fault]] = {
+            endpoint: collections.deque() for endpoint in ENDPOINTS
+        }
 
     def __repr__(self) -> str:
-        return f"{type(self).__name__}(faults={self.faults!r}, scripted={len(self._script)})"
+        return f"{type(self).__name__}(faults={self.faults!r}, scripted={self.scripted})"
 
-    def script(self, faults: Iterable[Fault]) -> None:
-        """Queue faults for the next POST purchases, one each, in order."""
-        for fault in faults:
+    def script(self, faults: Iterable[Fault], endpoint: Endpoint = "purchase") -> None:
+        """Queue faults for the next requests to ``endpoint``, one each, in order."""
+        if endpoint not in self._scripts:
+            raise ValueError(f"faults are scripted on one of {ENDPOINTS}, not {endpoint!r}")
+        queued = list(faults)
+        for fault in queued:
             if not isinstance(fault, Fault):
                 raise TypeError(f"expected a Fault, got {type(fault).__name__}")
-            self._script.append(fault)
+        self._scripts[endpoint].extend(queued)
 
     @property
     def scripted(self) -> int:
-        """How many scripted faults are still queued."""
-        return len(self._script)
+        """How many scripted faults are still queued, on every endpoint."""
+        return sum(len(queue) for queue in self._scripts.values())
 
-    def latency(self) -> float:
-        """The delay to add to the next request, in seconds."""
+    def fate(self, method: str, path: str, query: Iterable[tuple[str, str]], body: bytes) -> Fate:
+        """The fate of a request that just arrived; counts it among its identical ones."""
+        # Fields sorted: the same form or query in another order is the same request. The
+        # form's fields are compared as sent (not decoded: parsing would cost more than the
+        # rest of the fate), which is what one client sends for one request.
+        head = "\x00".join((method, path, repr(sorted(query))))
+        form = b"&".join(sorted(body.split(b"&")))
+        identity = head.encode("utf-8", "surrogatepass") + b"\x00" + form
+        key = hashlib.blake2b(self._seed + identity, digest_size=16).digest()
+        occurrence = self._seen.get(key, 0)
+        self._seen[key] = occurrence + 1
+        digest = hashlib.blake2b(key + occurrence.to_bytes(8, "big"), digest_size=24).digest()
+        fault, status, latency = (
+            (int.from_bytes(digest[i : i + 8], "big") >> 11) * _UNIT for i in (0, 8, 16)
+        )
+        return Fate(fault=fault, status=status, latency=latency)
+
+    def latency(self, fate: Fate) -> float:
+        """The delay to add to the request of ``fate``, in seconds."""
         latency = self.faults.latency
         if isinstance(latency, tuple):
-            return self._latency_rng.uniform(*latency)
+            low, high = latency
+            return low + (high - low) * fate.latency
         return latency
 
-    def for_purchase(self) -> Fault | None:
-        """The fault for the next POST purchase, if any."""
-        if self._script:
-            return self._script.popleft()
-        return self._draw(_KINDS)
-
-    def for_list(self) -> Fault | None:
-        """The fault for the next GET list, if any: a 429 or a 5xx at most."""
-        return self._draw(_LIST_KINDS)
-
-    def _draw(self, kinds: Container[str]) -> Fault | None:
+    def pick(self, endpoint: Endpoint, fate: Fate) -> Fault | None:
+        """The fault for a request to ``endpoint``: the next scripted one, else its fate's."""
+        queue = self._scripts[endpoint]
+        if queue:
+            return queue.popleft()
         faults = self.faults
         if not faults.active:
             return None
-        draw = self._rng.random()
         bound = 0.0
         for kind in _KINDS:
             bound += getattr(faults, kind)
-            if draw < bound:
-                return self._build(kind) if kind in kinds else None
+            if fate.fault < bound:
+                if endpoint in _WRITES or kind in _READ_KINDS:
+                    return self._build(kind, fate)
+                return None
         return None
 
-    def _build(self, kind: str) -> Fault:
+    def _build(self, kind: str, fate: Fate) -> Fault:
         faults = self.faults
         if kind == "rate_limited":
             return Fault.rate_limited(faults.retry_after)
         if kind in ("server_error", "error_after_commit"):
-            return Fault(name=kind, status=self._rng.choice(_RANDOM_STATUSES))
+            status = _RANDOM_STATUSES[int(fate.status * len(_RANDOM_STATUSES))]
+            return Fault(name=kind, status=status)
         if kind == "slow_after_commit":
             return Fault.slow_after_commit(faults.slow_seconds)
         return Fault(name=kind)

@@ -1,110 +1,117 @@
-"""Numbers for sale, who owns what, and Twilio's test-credential magic numbers.
+"""Who owns what, and the rules of selling and releasing, as Twilio's.
 
-The rules, as Twilio's: any valid E.164 number is for sale exactly once across all accounts
-(again → 21422); an area code sells from a stock of ``area_code_stock`` numbers,
-``+1{area}555xxxx``, in a seeded order, skipping numbers already bought by ``PhoneNumber``
-(exhausted → 21452). Twilio's test credentials' magic values work too: ``+15005550006`` always
-buys, ``+15005550000`` is not available (21422), ``+15005550001`` is invalid (21421), area code
-``533`` has no numbers (21452) and ``500`` buys ``+15005550006``.
+Any valid E.164 number is for sale exactly once across all accounts (again → 21422) until its
+owner releases it; an area code sells from its :class:`~._catalog.Block` of
+``area_code_stock`` numbers, ``+1{area}555xxxx`` in a seeded order, skipping numbers already
+sold (exhausted → 21452); a search lists the same blocks. Twilio's test credentials' magic
+values work too: ``+15005550006`` always buys, ``+15005550000`` is not available (21422),
+``+15005550001`` is invalid (21421), area code ``533`` has no numbers (21452) and ``500`` buys
+``+15005550006``.
 
 ``+15005550006`` is never *owned* exclusively: like Twilio's test credentials, it can be bought
 any number of times, by any account. Each purchase is recorded and creates a resource of its
 own (its own ``PN`` SID) on the buyer's account, so that a client that lost the answer can
 still find it with the GET list; :meth:`Inventory.owned` shows the latest one.
 
-Every operation is O(1) (amortised, for the area-code stock), so bulk runs stay fast.
+Every operation is O(1) (amortised, for the blocks and for releases), so bulk runs stay fast.
 """
 
 from __future__ import annotations
 
-import math
-import random
 from collections.abc import Callable, Container
 from typing import Any, Final
 
+from ._catalog import Catalog
 from ._errors import ApiError
 from ._form import ValidForm
+from ._numbers import (
+    MAGIC_AREA_CODE,
+    MAGIC_INVALID,
+    MAGIC_NUMBER,
+    MAGIC_UNAVAILABLE,
+    NO_STOCK_AREA_CODE,
+)
 
 __all__ = [
     "Holdings",
     "Inventory",
 ]
 
-_MAGIC_NUMBER: Final = "+15005550006"
-_MAGIC_UNAVAILABLE: Final = "+15005550000"
-_MAGIC_INVALID: Final = "+15005550001"
-_MAGIC_AREA_CODE: Final = "500"
-_EMPTY_AREA_CODE: Final = "533"
-
-# Stock numbers are +1 {area} {first + k}, seven digits: k can reach 9_999_999 - first.
-_FIRST_SUBSCRIBER: Final = 5_550_000
-_MAX_STOCK: Final = 10_000_000 - _FIRST_SUBSCRIBER
+# Stock numbers are +1 {area} {5_550_000 + k}, seven digits: k can reach 9_999_999 - 5_550_000.
+_MAX_STOCK: Final = 4_450_000
 
 Resource = dict[str, Any]
-
-
-class _AreaStock:
-    """The numbers for sale in one area code, each handed out once, in a seeded order.
-
-    The order is the permutation ``k → (offset + step·k) mod size`` with ``step`` coprime to
-    ``size``: it visits every number once, costs O(1) per number and never builds the list.
-    """
-
-    __slots__ = ("_area", "_next", "_offset", "_size", "_step")
-
-    def __init__(self, area: str, size: int, seed: int) -> None:
-        rng = random.Random(f"{seed}:stock:{area}")  # noqa: S311 - a reproducible order
-        self._area = area
-        self._size = size
-        self._next = 0
-        self._offset = rng.randrange(size) if size else 0
-        self._step = 1
-        if size > 2:
-            self._step = rng.randrange(1, size)
-            while math.gcd(self._step, size) != 1:
-                self._step = rng.randrange(1, size)
-
-    def next_unsold(self, sold: Container[str]) -> str | None:
-        """The next number in the stock that is not in ``sold``, or ``None`` when none is left."""
-        while self._next < self._size:
-            k = (self._offset + self._step * self._next) % self._size
-            self._next += 1
-            number = f"+1{self._area}{_FIRST_SUBSCRIBER + k:07d}"
-            if number not in sold:
-                return number
-        return None
+# Where a released resource was: a placeholder no resource is, so `is` tells it apart.
+_GONE: Final[Resource] = {}
 
 
 class Holdings:
-    """One account's numbers: in purchase order, by SID and by number."""
+    """One account's numbers: in purchase order, by SID and by number.
 
-    __slots__ = ("_by_number", "_position", "longest", "resources")
+    Each resource keeps the place it was bought in, released or not, so that a page token
+    naming a released resource still says where the next page starts.
+    """
+
+    __slots__ = ("_by_number", "_gaps", "_position", "_slots", "longest")
 
     def __init__(self) -> None:
-        #: Every resource, in purchase order (what the GET list pages through).
-        self.resources: list[Resource] = []
         #: The length of the longest number held: a query that long is an exact look-up.
         self.longest = 0
-        self._position: dict[str, int] = {}
+        self._slots: list[Resource] = []
+        self._gaps = 0
+        self._position: dict[str, int] = {}  # every SID ever held here, released ones too
         self._by_number: dict[str, list[Resource]] = {}
 
     def __len__(self) -> int:
-        return len(self.resources)
+        return len(self._slots) - self._gaps
+
+    @property
+    def resources(self) -> list[Resource]:
+        """Every resource held, in purchase order (what the GET list pages through)."""
+        if not self._gaps:
+            return self._slots
+        return [resource for resource in self._slots if resource is not _GONE]
+
+    def positions(self) -> list[int] | None:
+        """The :meth:`position` of each of :attr:`resources`; ``None`` when it is its index."""
+        if not self._gaps:
+            return None
+        return [i for i, resource in enumerate(self._slots) if resource is not _GONE]
 
     def add(self, resource: Resource) -> None:
         """Hold a newly bought resource."""
         number: str = resource["phone_number"]
-        self._position[resource["sid"]] = len(self.resources)
-        self.resources.append(resource)
+        self._position[resource["sid"]] = len(self._slots)
+        self._slots.append(resource)
         self._by_number.setdefault(number, []).append(resource)
         self.longest = max(self.longest, len(number))
+
+    def get(self, sid: str) -> Resource | None:
+        """The resource ``sid``, if held here."""
+        position = self._position.get(sid)
+        if position is None or self._slots[position] is _GONE:
+            return None
+        return self._slots[position]
+
+    def remove(self, sid: str) -> Resource | None:
+        """Stop holding the resource ``sid``; it, or ``None`` if it is not held here."""
+        resource = self.get(sid)
+        if resource is None:
+            return None
+        self._slots[self._position[sid]] = _GONE
+        self._gaps += 1
+        same = self._by_number[resource["phone_number"]]
+        same.remove(resource)
+        if not same:
+            del self._by_number[resource["phone_number"]]
+        return resource
 
     def with_number(self, phone_number: str) -> list[Resource]:
         """The resources for exactly ``phone_number`` (several only for the magic number)."""
         return self._by_number.get(phone_number, [])
 
     def position(self, sid: str) -> int | None:
-        """Where the resource ``sid`` is in :attr:`resources`, if held here."""
+        """Where the resource ``sid`` is, or was, in the purchase order, if it was held here."""
         return self._position.get(sid)
 
 
@@ -116,14 +123,18 @@ class Inventory:
             raise TypeError(f"area_code_stock must be an int, not {area_code_stock!r}")
         if not 0 <= area_code_stock <= _MAX_STOCK:
             raise ValueError(f"area_code_stock must be in [0, {_MAX_STOCK}], not {area_code_stock}")
-        self._stock_size = area_code_stock
-        self._seed = seed
-        self._stocks: dict[str, _AreaStock] = {}
+        #: The blocks of numbers for sale.
+        self.catalog = Catalog(stock=area_code_stock, seed=seed)
         self._sold: dict[str, str] = {}  # number -> the account that owns it
         self._holdings: dict[str, Holdings] = {}
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(sold={len(self._sold)}, accounts={len(self._holdings)})"
+
+    @property
+    def sold(self) -> Container[str]:
+        """The numbers someone owns (the magic number never is)."""
+        return self._sold
 
     def holdings(self, account_sid: str) -> Holdings:
         """The numbers ``account_sid`` holds (empty for an account that bought none)."""
@@ -148,9 +159,23 @@ class Inventory:
         """
         number = self._pick(form)
         resource = make(number)
-        if number != _MAGIC_NUMBER:
+        if number != MAGIC_NUMBER:
             self._sold[number] = account_sid
         self.holdings(account_sid).add(resource)
+        return resource
+
+    def release(self, account_sid: str, sid: str) -> Resource | None:
+        """Release the resource ``sid`` of ``account_sid``: its number is for sale again.
+
+        Returns the released resource, or ``None`` when the account holds no such resource.
+        """
+        resource = self.holdings(account_sid).remove(sid)
+        if resource is None:
+            return None
+        number: str = resource["phone_number"]
+        if number != MAGIC_NUMBER:
+            del self._sold[number]
+            self.catalog.returned(number)
         return resource
 
     def _pick(self, form: ValidForm) -> str:
@@ -163,23 +188,18 @@ class Inventory:
         return self._from_area(area_code)
 
     def _check_number(self, number: str) -> str:
-        if number == _MAGIC_INVALID:
+        if number == MAGIC_INVALID:
             raise ApiError(400, 21421, "PhoneNumber is invalid")
-        if number == _MAGIC_UNAVAILABLE or number in self._sold:
+        if number == MAGIC_UNAVAILABLE or number in self._sold:
             raise ApiError(400, 21422, f"PhoneNumber {number} is not available")
         return number
 
     def _from_area(self, area_code: str) -> str:
-        if area_code == _MAGIC_AREA_CODE:
-            return _MAGIC_NUMBER
-        number = None
-        if area_code != _EMPTY_AREA_CODE:
-            stock = self._stocks.get(area_code)
-            if stock is None:
-                stock = self._stocks[area_code] = _AreaStock(
-                    area_code, self._stock_size, self._seed
-                )
-            number = stock.next_unsold(self._sold)
-        if number is None:
+        if area_code == MAGIC_AREA_CODE:
+            return MAGIC_NUMBER
+        found = None
+        if area_code != NO_STOCK_AREA_CODE:
+            found = next(self.catalog.area_block(area_code).unsold(0, self._sold), None)
+        if found is None:
             raise ApiError(400, 21452, f"No phone numbers are available in area code {area_code}")
-        return number
+        return found[1]

@@ -3,9 +3,9 @@
 Filters: ``PhoneNumber`` (partial: the digits given, ``*`` for any one digit, found anywhere in
 the number), ``FriendlyName`` (exact), ``Origin``; ``Beta`` is checked but changes nothing, as
 no sandbox number is new to the platform. Pages: ``PageSize`` (1 to 1000, default 50), ``Page``
-and ``PageToken`` (``PA<sid>``: after that resource, ``PB<sid>``: before it), so that paging
-stays right while purchases go on. A full number (the common case: reconciling a purchase) is
-an O(1) look-up; other filters scan the one account.
+and ``PageToken`` (``PA<sid>``: after that resource, ``PB<sid>``: before it, even released),
+so that paging stays right while purchases and releases go on. A full number (the common case:
+reconciling a purchase) is an O(1) look-up; other filters scan the one account.
 """
 
 from __future__ import annotations
@@ -15,15 +15,13 @@ import functools
 import re
 from collections.abc import Mapping
 from typing import Any, Final
-from urllib.parse import quote, urlencode
 
 from ._errors import ApiError, shown
 from ._inventory import Holdings
+from ._paging import PAGE_SIZE_DEFAULT, PAGE_SIZE_MAX, boolean, integer, page_body
 
 __all__ = ["list_page"]
 
-_PAGE_SIZE_DEFAULT: Final = 50
-_PAGE_SIZE_MAX: Final = 1000
 _FILTERS: Final = ("FriendlyName", "Beta", "PhoneNumber", "Origin")
 _PATTERN: Final = re.compile(r"\+?[0-9*]+")
 _FULL_NUMBER: Final = re.compile(r"\+[0-9]+")
@@ -34,62 +32,35 @@ Resource = dict[str, Any]
 
 def list_page(holdings: Holdings, query: Mapping[str, str], path: str) -> dict[str, Any]:
     """One page of ``holdings`` as the list endpoint's body; raises :class:`ApiError` (400)."""
-    page_size = _integer(query, "PageSize", _PAGE_SIZE_DEFAULT, 1, _PAGE_SIZE_MAX)
-    page = _integer(query, "Page", 0, 0, None)
-    if query.get("Beta", "true") not in ("true", "false"):
-        raise ApiError(400, 20001, "Invalid parameter Beta: must be true or false")
+    page_size = integer(query, "PageSize", PAGE_SIZE_DEFAULT, 1, PAGE_SIZE_MAX)
+    page = integer(query, "Page", 0, 0, None)
+    boolean(query, "Beta")  # checked; no sandbox number is new to the platform
     items, positions = _matching(holdings, query)
-    start, chunk = _slice(
-        holdings, items, positions, token=query.get("PageToken"), page=page, page_size=page_size
+    token = query.get("PageToken")
+    start, chunk = _slice(holdings, items, positions, token=token, page=page, page_size=page_size)
+    return page_body(
+        "incoming_phone_numbers",
+        chunk,
+        path=path,
+        filters={key: query[key] for key in _FILTERS if key in query},
+        page=page,
+        page_size=page_size,
+        token=token,
+        next_token="PA" + chunk[-1]["sid"] if start + len(chunk) < len(items) else None,
+        previous_token=(f"PB{chunk[0]['sid']}" if chunk else None) if start else None,
     )
-    filters = {key: query[key] for key in _FILTERS if key in query}
-    more_after = start + len(chunk) < len(items)
-
-    def uri(number: int, token: str | None) -> str:
-        params = {**filters, "PageSize": str(page_size), "Page": str(number)}
-        if token is not None:
-            params["PageToken"] = token
-        return f"{path}?{urlencode(params, quote_via=quote)}"
-
-    first_sid = chunk[0]["sid"] if chunk else None
-    return {
-        "incoming_phone_numbers": chunk,
-        "page": page,
-        "page_size": page_size,
-        "start": page * page_size,
-        "end": page * page_size + max(len(chunk) - 1, 0),
-        "uri": uri(page, query.get("PageToken")),
-        "first_page_uri": uri(0, None),
-        "next_page_uri": uri(page + 1, "PA" + chunk[-1]["sid"]) if more_after else None,
-        "previous_page_uri": (
-            uri(max(page - 1, 0), f"PB{first_sid}" if first_sid else None) if start else None
-        ),
-    }
-
-
-def _integer(query: Mapping[str, str], key: str, default: int, low: int, high: int | None) -> int:
-    text = query.get(key)
-    if text is None:
-        return default
-    try:
-        value = int(text)
-    except ValueError:
-        value = None
-    if value is None or value < low or (high is not None and value > high):
-        limit = f"from {low} to {high}" if high is not None else f"of at least {low}"
-        raise ApiError(400, 20001, f"Invalid parameter {key}: must be an integer {limit}")
-    return value
 
 
 def _matching(
     holdings: Holdings, query: Mapping[str, str]
 ) -> tuple[list[Resource], list[int] | None]:
-    """The resources the filters keep, and their positions in the account (``None``: all)."""
+    """The resources the filters keep, and their positions in the account (``None``: each
+    one's index)."""
     pattern = _phone_pattern(query.get("PhoneNumber"))
     name = query.get("FriendlyName")
     origin = query.get("Origin")
     if pattern is None and name is None and origin is None:
-        return holdings.resources, None
+        return holdings.resources, holdings.positions()
     if pattern is not None and _FULL_NUMBER.fullmatch(pattern) and len(pattern) >= holdings.longest:
         # A number holding "+digits" starts with them: none held is longer, so exact is all.
         candidates = holdings.with_number(pattern)

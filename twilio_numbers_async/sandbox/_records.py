@@ -1,4 +1,4 @@
-"""What the sandbox saw and did: one record per request, one per committed purchase.
+"""What the sandbox saw and did: one record per request, one per committed purchase or release.
 
 These are the evidence a test or the demo checks a client against: no number bought twice,
 none bought without the caller knowing (a purchase whose ``fault`` hid the answer).
@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import attrs
 
-__all__ = ["PurchaseRecord", "RequestRecord"]
+__all__ = ["PurchaseRecord", "ReleaseRecord", "RequestRecord"]
 
 
 @attrs.frozen(kw_only=True)
@@ -31,6 +31,21 @@ class PurchaseRecord:
 
 
 @attrs.frozen(kw_only=True)
+class ReleaseRecord:
+    """One committed release (a ``DELETE`` of a number), in commit order.
+
+    ``fault`` names the fault applied to the request (``"drop_after_commit"``...), ``None``
+    when its 204 went out normally.
+    """
+
+    sid: str
+    phone_number: str
+    account_sid: str
+    request_id: str
+    fault: str | None = None
+
+
+@attrs.frozen(kw_only=True)
 class RequestRecord:
     """One request, in arrival order.
 
@@ -38,6 +53,8 @@ class RequestRecord:
     POSTed form, ``query`` the query string (first value of each key). ``status`` is the status
     answered, ``None`` when no answer was sent (the connection was dropped, or the request is
     still in flight: then ``finished_at`` is ``None`` too). Times are the event loop's clock.
+    ``concurrent`` is what its ``Twilio-Concurrent-Requests`` header said: the requests in
+    flight when it arrived, itself included.
     """
 
     method: str
@@ -50,3 +67,4 @@ class RequestRecord:
     request_id: str
     started_at: float
     finished_at: float | None
+    concurrent: int = 0

@@ -16,20 +16,18 @@ from collections.abc import Mapping
 from typing import Any, Final
 
 from ._form import GENERIC_RULES, Value
+from ._numbers import friendly_name, number_kind
 
 __all__ = [
     "API_VERSION",
     "build_resource",
     "for_response",
-    "friendly_name",
     "number_type",
     "rfc2822",
     "snake_case",
 ]
 
 API_VERSION: Final = "2010-04-01"
-_TOLL_FREE: Final = frozenset({"800", "833", "844", "855", "866", "877", "888"})
-_NANP: Final = re.compile(r"\+1([2-9][0-9]{2})([0-9]{3})([0-9]{4})")
 _DAYS: Final = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
 _MONTHS: Final = (
     "Jan",
@@ -85,11 +83,6 @@ _TEMPLATE: Final[Mapping[str, Any]] = {
     "status": "in-use",
     "type": "local",
 }
-_CAPABILITIES: Final[Mapping[str, Mapping[str, bool]]] = {
-    "local": {"voice": True, "sms": True, "mms": True, "fax": False},
-    "toll-free": {"voice": True, "sms": True, "mms": False, "fax": False},
-    "mobile": {"voice": True, "sms": True, "mms": False, "fax": False},
-}
 
 
 def snake_case(key: str) -> str:
@@ -117,21 +110,11 @@ def rfc2822(second: int) -> str:
     )
 
 
-def friendly_name(phone_number: str) -> str:
-    """Twilio's default FriendlyName: ``(415) 555-0100`` for +1 numbers, else the number."""
-    match = _NANP.fullmatch(phone_number)
-    if match is None:
-        return phone_number
-    area, exchange, line = match.groups()
-    return f"({area}) {exchange}-{line}"
-
-
 def number_type(phone_number: str, *, mobile: bool) -> str:
     """``mobile`` from the Mobile endpoint, ``toll-free`` for +1 8xx numbers, else ``local``."""
     if mobile:
         return "mobile"
-    match = _NANP.fullmatch(phone_number)
-    return "toll-free" if match is not None and match[1] in _TOLL_FREE else "local"
+    return "toll-free" if number_kind(phone_number) == "toll_free" else "local"
 
 
 def build_resource(
@@ -142,15 +125,17 @@ def build_resource(
     values: Mapping[str, Value],
     mobile: bool,
     created: float,
+    capabilities: Mapping[str, bool],
 ) -> dict[str, Any]:
     """The stored resource for a purchase; its ``type`` is kept even for Mobile purchases,
-    because the GET list (the generic schema) shows it. See :func:`for_response`."""
+    because the GET list (the generic schema) shows it. See :func:`for_response`.
+    ``capabilities`` are the number's, as a search showed them."""
     kind = number_type(phone_number, mobile=mobile)
     date = rfc2822(int(created))
     resource = dict(_TEMPLATE)
     resource.update(
         account_sid=account_sid,
-        capabilities=dict(_CAPABILITIES[kind]),
+        capabilities=dict(capabilities),
         date_created=date,
         date_updated=date,
         friendly_name=friendly_name(phone_number),

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import enum
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Final
 
@@ -9,11 +11,12 @@ from aiohttp import web
 
 from ._accounts import Accounts
 from ._app import SandboxApp
-from ._faults import Fault, FaultPicker, Faults
+from ._faults import Endpoint, Fault, FaultPicker, Faults
 from ._ids import IdSource
 from ._inventory import Inventory
+from ._limits import Limits, check_max_concurrency, check_rate_limit
 from ._pauses import Pauses
-from ._records import PurchaseRecord, RequestRecord
+from ._records import PurchaseRecord, ReleaseRecord, RequestRecord
 
 if TYPE_CHECKING:
     from twilio_numbers_async.client import TwilioNumbersClient
@@ -26,20 +29,37 @@ _SHUTDOWN_TIMEOUT: Final = 1.0
 _UNSPECIFIED_HOSTS: Final = {"": "127.0.0.1", "0.0.0.0": "127.0.0.1", "::": "::1"}  # noqa: S104
 
 
+class _Unchanged(enum.Enum):
+    """The default of :meth:`Sandbox.set_limits`: leave that limit as it is."""
+
+    UNCHANGED = enum.auto()
+
+
+_UNCHANGED: Final = _Unchanged.UNCHANGED
+
+
 class Sandbox:
     """A fake Twilio on loopback that behaves like the real one for buying numbers.
 
     ``async with Sandbox() as sandbox:`` serves ``sandbox.url`` until the block ends; point a
     client at it with :meth:`client`. It authenticates like Twilio (the account SID and auth
     token, or an API key from :meth:`add_api_key`, on the account and its subaccounts), checks
-    forms against Twilio's spec, sells each number once, knows Twilio's test-credential magic
-    numbers, and injects faults when asked: randomly (``faults``) or one by one
-    (:meth:`script`). Everything random comes from ``seed``: the same seed and the same requests
-    give the same SIDs, numbers and faults. :attr:`purchases` and :attr:`requests` record what
-    happened, for tests to check a client against.
+    forms against Twilio's spec, sells each number once until it is released, answers
+    ``AvailablePhoneNumbers`` searches with numbers nobody owns, knows Twilio's test-credential
+    magic numbers, and injects faults when asked: randomly (``faults``) or one by one
+    (:meth:`script`). Everything random comes from ``seed``: the same seed and the same
+    requests give the same SIDs, numbers and faults, in whatever order the requests come.
+    :attr:`purchases`, :attr:`releases` and :attr:`requests` record what happened, for tests
+    to check a client against.
 
-    ``max_concurrency`` answers 429 (code 20429) at once to a request beyond that many in
-    flight. ``area_code_stock`` is how many numbers each area code has for sale.
+    The account's limits, like Twilio's, answer 429 (code 20429): ``max_concurrency`` refuses
+    a request beyond that many in flight, at once and without ``Retry-After``; ``rate_limit``
+    refuses one beyond that many per second (a token bucket of one second's worth on the
+    server's clock), with a ``Retry-After`` in (fractional) seconds. Both count every request the
+    sandbox serves, on the main account and its subaccounts alike. Change them while running
+    with :meth:`set_limits`. Every answer says how many requests were in flight in its
+    ``Twilio-Concurrent-Requests`` header. ``area_code_stock`` is how many numbers each area
+    code (and each other block of numbers) has for sale.
     """
 
     def __init__(
@@ -50,13 +70,16 @@ class Sandbox:
         faults: Faults | None = None,
         seed: int = 0,
         max_concurrency: int | None = None,
+        rate_limit: float | None = None,
         host: str = "127.0.0.1",
         port: int = 0,
         area_code_stock: int = 1000,
     ) -> None:
         _check_int("seed", seed, low=None)
-        if max_concurrency is not None:
-            _check_int("max_concurrency", max_concurrency, low=1)
+        limits = Limits(
+            max_concurrency=check_max_concurrency(max_concurrency),
+            rate_limit=check_rate_limit(rate_limit),
+        )
         _check_int("port", port, low=0, high=65535)
         _check_faults(faults)
         # Both defaults are always drawn, so that passing one does not change the other.
@@ -71,7 +94,7 @@ class Sandbox:
             accounts=self._accounts,
             inventory=Inventory(area_code_stock=area_code_stock, seed=seed),
             picker=FaultPicker(faults, seed),
-            max_concurrency=max_concurrency,
+            limits=limits,
             seed=seed,
         )
         self._seed = seed
@@ -196,11 +219,56 @@ class Sandbox:
             return TwilioNumbersClient(self.account_sid, base_url=self.url, **kwargs)
         return TwilioNumbersClient(self.account_sid, self.auth_token, base_url=self.url, **kwargs)
 
+    # --- limits ---------------------------------------------------------------------------
+
+    @property
+    def max_concurrency(self) -> int | None:
+        """Requests in flight beyond which the account answers 429 at once (``None``: no limit)."""
+        return self._app.limits.max_concurrency
+
+    @property
+    def rate_limit(self) -> float | None:
+        """Requests per second beyond which the account answers 429 (``None``: no limit)."""
+        return self._app.limits.rate_limit
+
+    @property
+    def in_flight(self) -> int:
+        """The requests being answered right now."""
+        return self._app.limits.in_flight
+
+    def set_limits(
+        self,
+        *,
+        max_concurrency: int | _Unchanged | None = _UNCHANGED,
+        rate_limit: float | _Unchanged | None = _UNCHANGED,
+    ) -> None:
+        """Change the account's limits, now, while it serves; ``None`` lifts a limit.
+
+        A limit not named stays as it is. Requests already in flight go on: lowered from 30
+        to 10, the concurrency limit refuses every new request until fewer than 10 are left.
+        A new rate starts from the tokens saved at the old one (at most a second's worth), a
+        first rate with a full bucket. Call it from the event loop the sandbox serves in (a
+        task or a callback of it): like the sandbox, the limits are not thread-safe.
+        """
+        limits = self._app.limits
+        concurrency = (
+            limits.max_concurrency
+            if max_concurrency is _UNCHANGED
+            else check_max_concurrency(max_concurrency)
+        )
+        rate = limits.rate_limit if rate_limit is _UNCHANGED else check_rate_limit(rate_limit)
+        limits.change(
+            max_concurrency=concurrency,
+            rate_limit=rate,
+            now=asyncio.get_running_loop().time() if self.running else None,
+        )
+
     # --- faults ---------------------------------------------------------------------------
 
     @property
     def faults(self) -> Faults:
-        """The random faults in force; settable while running (the random stream goes on)."""
+        """The random faults in force; settable while running (each request's fate, drawn
+        from the seed and the request, is read against the new probabilities)."""
         return self._app.picker.faults
 
     @faults.setter
@@ -208,13 +276,18 @@ class Sandbox:
         _check_faults(faults)
         self._app.picker.faults = faults or Faults()
 
-    def script(self, *faults: Fault) -> None:
-        """Apply each fault to the next POST purchase, one each, in order (before random ones).
+    def script(self, *faults: Fault, on: Endpoint = "purchase") -> None:
+        """Apply each fault to the next request to one endpoint, one each, in order (before
+        random faults).
 
-        A fault goes to the next purchase that is authenticated and on a known account; a
-        ``*_after_commit`` fault hits the answer even if the purchase was refused (a 400).
+        ``on`` is ``"purchase"`` (the POSTs, both endpoints), ``"release"`` (a ``DELETE``),
+        ``"fetch"`` (a ``GET`` of one number), ``"list"`` (the GET list) or ``"search"``
+        (``AvailablePhoneNumbers``); each has its own queue. A fault goes to the next such
+        request that is authenticated and on a known account; a ``*_after_commit`` fault hits
+        the answer even if the request was refused (a 400, a 404): on a read, it hits the
+        answer the read produced.
         """
-        self._app.picker.script(faults)
+        self._app.picker.script(faults, on)
 
     # --- what happened --------------------------------------------------------------------
 
@@ -223,7 +296,8 @@ class Sandbox:
 
         Resources are as the GET list shows them (with ``type``, ``"mobile"`` for numbers
         bought on the Mobile endpoint); for ``+15005550006``, bought any number of times, the
-        latest. A copy: changing it changes nothing in the sandbox.
+        latest. A released number is gone from it. A copy: changing it changes nothing in the
+        sandbox.
         """
         account = self.account_sid if account_sid is None else account_sid
         if not self._accounts.may_act_on(account):
@@ -235,8 +309,14 @@ class Sandbox:
 
     @property
     def purchases(self) -> list[PurchaseRecord]:
-        """Every committed purchase, in commit order (a copy)."""
+        """Every committed purchase, in commit order (a copy). A number released and sold
+        again appears twice."""
         return list(self._app.purchases)
+
+    @property
+    def releases(self) -> list[ReleaseRecord]:
+        """Every committed release (a ``DELETE`` that removed a number), in order (a copy)."""
+        return list(self._app.releases)
 
     @property
     def requests(self) -> list[RequestRecord]:
