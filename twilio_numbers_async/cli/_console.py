@@ -25,7 +25,7 @@ from rich.progress import (
 from rich.table import Table
 from rich.text import Text
 
-from .bulk import BulkProgress
+from twilio_numbers_async.bulk import BulkProgress
 
 __all__ = ["Output"]
 

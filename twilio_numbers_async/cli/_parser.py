@@ -1,61 +1,29 @@
-"""``twilio-numbers``: buy Twilio phone numbers from the command line (the ``[cli]`` extra).
-
-This module parses the command line and is the one place where an error becomes a message
-and an exit code (:class:`ExitCode`); the commands themselves live in ``_commands``. The
-library never imports it.
-"""
+"""The ``twilio-numbers`` argument parser: its commands, their options, and the checks of
+what argparse can't say alone. Every error here is a usage error (exit 2, nothing done)."""
 
 from __future__ import annotations
 
 import argparse
-import asyncio
-import enum
-import logging
 import math
-import sys
 import textwrap
-from collections.abc import Callable, Coroutine, Sequence
-from typing import Any, Final, TypeAlias
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Final, TypeAlias
 
-from ._csv import CsvError, columns
-from ._demo import MAX_COUNT
+from twilio_numbers_async._sids import is_loopback_host
+from twilio_numbers_async._version import VERSION
+
+from ._audit import MAX_COUNT
+from ._csv import columns
 from ._fields import RequestField, optional_fields
-from ._journal import JournalError
-from ._sids import is_loopback_host
-from ._tally import one_line
-from ._version import VERSION
-from .errors import AuthenticationError, RequestValidationError, TwilioNumbersError
-from .sandbox import Faults
 
-try:
-    from . import _commands
-    from ._console import Output
-except ModuleNotFoundError as exc:  # rich, the [cli] extra, is not installed
-    if (exc.name or "").partition(".")[0] != "rich":
-        raise
-    _EXTRA_MISSING = True
-else:
-    _EXTRA_MISSING = False
+if TYPE_CHECKING:
+    from twilio_numbers_async.sandbox import Faults
 
-__all__ = ["ExitCode", "build_parser", "main"]
+__all__ = ["PROG", "build_parser", "check"]
 
 _Commands: TypeAlias = "argparse._SubParsersAction[argparse.ArgumentParser]"
 
-_PROG: Final = "twilio-numbers"
-_INSTALL: Final = "pip install 'twilio-numbers-async[cli]'"
-
-
-class ExitCode(enum.IntEnum):
-    """What ``twilio-numbers`` exits with."""
-
-    #: Everything bought; the demo's audit passed; the sandbox was stopped.
-    OK = 0
-    #: Some purchase failed or its outcome is unknown; or the demo's audit found a problem.
-    FAILED = 1
-    #: Bad input: an option, a request field, the CSV file, the credentials. Nothing was bought.
-    BAD_INPUT = 2
-    #: Interrupted with Ctrl-C (128 + SIGINT, as shells report it).
-    INTERRUPTED = 130
+PROG: Final = "twilio-numbers"
 
 
 _EXIT_CODES: Final = """\
@@ -74,102 +42,13 @@ TWILIO_API_KEY and TWILIO_API_SECRET), and TWILIO_EDGE / TWILIO_REGION if you us
 """
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Run ``twilio-numbers`` with ``argv`` (default: ``sys.argv[1:]``); return the exit code.
-
-    Never raises ``SystemExit``: the console script that installs it passes the return value
-    to ``sys.exit()``, and ``python -m twilio_numbers_async`` does the same.
-    """
-    parser = build_parser()
-    try:
-        args = parser.parse_args(argv)
-        _check(parser, args)
-    except SystemExit as stop:  # --help, --version, or a usage error argparse reported
-        return stop.code if isinstance(stop.code, int) else ExitCode.BAD_INPUT
-    if _EXTRA_MISSING:
-        _stderr(f"the command line needs rich; install it with: {_INSTALL}")
-        return ExitCode.BAD_INPUT
-    _configure_logging(verbose=args.verbose)
-    return _run(args)
-
-
-# --- running a command, and the one mapping of errors to exit codes ------------------------
-
-Command: TypeAlias = Callable[[argparse.Namespace, "Output"], Coroutine[Any, Any, bool]]
-
-
-def _run(args: argparse.Namespace) -> int:
-    commands: dict[str, Command] = {
-        "demo": _commands.demo,
-        "buy": _commands.buy,
-        "bulk": _commands.bulk,
-        "sandbox": _commands.sandbox,
-    }
-    out = Output(json_mode=args.json)
-    try:
-        ok = asyncio.run(commands[args.command](args, out))
-    except KeyboardInterrupt:
-        resume = "; run the same command again to resume" if args.command == "bulk" else ""
-        return _fail(out, ExitCode.INTERRUPTED, f"interrupted{resume}")
-    except (TwilioNumbersError, CsvError, JournalError, OSError, _commands.UsageError) as exc:
-        code, message = _describe(exc)
-        return _fail(out, code, message)
-    return ExitCode.OK if ok else ExitCode.FAILED
-
-
-def _describe(exc: Exception) -> tuple[ExitCode, str]:
-    """The exit code and message for an error a user can meet; anything else is a bug."""
-    if isinstance(exc, AuthenticationError):
-        variables = _commands.CREDENTIAL_VARIABLES
-        return (
-            ExitCode.BAD_INPUT,
-            f"Twilio refused the credentials: {one_line(exc)}; check {variables}",
-        )
-    if isinstance(exc, RequestValidationError):
-        return ExitCode.BAD_INPUT, f"{_option(exc.field)}: {exc.reason}"
-    if isinstance(exc, CsvError):
-        return ExitCode.BAD_INPUT, f"{exc}\nnothing was bought: fix the file and run again"
-    if isinstance(
-        exc, JournalError
-    ):  # before TwilioNumbersError: it is one, raised before any purchase
-        return ExitCode.BAD_INPUT, one_line(exc)
-    if isinstance(exc, TwilioNumbersError):
-        return ExitCode.FAILED, one_line(exc)
-    return ExitCode.BAD_INPUT, one_line(exc)
-
-
-def _fail(out: Output, code: ExitCode, message: str) -> int:
-    for line in message.splitlines():
-        _stderr(f"error: {line}")
-    if out.json_mode:  # stdout still holds exactly one JSON document
-        out.json({"error": message, "exit_code": int(code)})
-    return code
-
-
-def _stderr(line: str) -> None:
-    sys.stderr.write(f"{_PROG}: {line}\n")
-
-
-def _option(field: str) -> str:
-    """The command-line spelling of a request field, for error messages."""
-    return "PHONE_NUMBER" if field == "phone_number" else "--" + field.replace("_", "-")
-
-
-def _configure_logging(*, verbose: bool) -> None:
-    logging.basicConfig(
-        level=logging.INFO if verbose else logging.WARNING,
-        stream=sys.stderr,
-        format=f"{_PROG}: %(levelname)s: %(message)s",
-    )
-
-
 # --- the parser ------------------------------------------------------------------------------
 
 
 def build_parser() -> argparse.ArgumentParser:
     """The ``twilio-numbers`` argument parser."""
     parser = argparse.ArgumentParser(
-        prog=_PROG,
+        prog=PROG,
         description=("Buy Twilio phone numbers, without ever buying one twice."),
         epilog=_EXIT_CODES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -276,9 +155,9 @@ def _add_buy(
             "Buy one number: a given PHONE_NUMBER, or any number in --area-code. A lost answer "
             "is checked on the account before any retry, so the number is never bought twice."
         ),
-        epilog=f"{_CREDENTIALS}\nexamples:\n  {_PROG} buy +14155550100 --sms-url "
-        f"https://example.com/sms\n  {_PROG} buy --area-code 415 --friendly-name support\n"
-        f"  {_PROG} buy --mobile +447700900123\n\n{_EXIT_CODES}",
+        epilog=f"{_CREDENTIALS}\nexamples:\n  {PROG} buy +14155550100 --sms-url "
+        f"https://example.com/sms\n  {PROG} buy --area-code 415 --friendly-name support\n"
+        f"  {PROG} buy --mobile +447700900123\n\n{_EXIT_CODES}",
     )
     parser.add_argument(
         "phone_number",
@@ -428,7 +307,7 @@ def _add_sandbox(
     parser.set_defaults(json=False)
 
 
-def _check(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+def check(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
     """What argparse can't say alone; reports through ``parser.error`` (exit 2)."""
     if args.command == "buy":
         if (args.phone_number is None) == (args.area_code is None):
@@ -469,6 +348,10 @@ def _rate(text: str) -> float | None:
 
 
 def _faults(text: str) -> tuple[str, Faults]:
+    # Imported here, where demo and sandbox parse --faults: the other commands never load the
+    # sandbox (aiohttp's server code).
+    from twilio_numbers_async.sandbox import Faults  # noqa: PLC0415
+
     try:
         return text, Faults.parse(text)
     except ValueError as exc:

@@ -1,0 +1,64 @@
+"""What ``twilio-numbers`` exits with, and the one mapping of the errors a user can meet to a
+message and an exit code."""
+
+from __future__ import annotations
+
+import enum
+from typing import Final
+
+from twilio_numbers_async._journal import JournalError
+from twilio_numbers_async.errors import (
+    AuthenticationError,
+    RequestValidationError,
+    TwilioNumbersError,
+)
+
+from ._csv import CsvError
+from ._tally import one_line
+
+__all__ = ["CREDENTIAL_VARIABLES", "ExitCode", "UsageError", "describe", "option"]
+
+#: Where the credentials come from, for the messages about them.
+CREDENTIAL_VARIABLES: Final = (
+    "TWILIO_ACCOUNT_SID and TWILIO_AUTH_TOKEN (or TWILIO_API_KEY and TWILIO_API_SECRET)"
+)
+
+
+class ExitCode(enum.IntEnum):
+    """What ``twilio-numbers`` exits with."""
+
+    #: Everything bought; the demo's audit passed; the sandbox was stopped.
+    OK = 0
+    #: Some purchase failed or its outcome is unknown; or the demo's audit found a problem.
+    FAILED = 1
+    #: Bad input: an option, a request field, the CSV file, the credentials. Nothing was bought.
+    BAD_INPUT = 2
+    #: Interrupted with Ctrl-C (128 + SIGINT, as shells report it).
+    INTERRUPTED = 130
+
+
+class UsageError(Exception):
+    """The command can't run as asked (missing credentials, a bad setting); nothing was done."""
+
+
+def describe(exc: Exception) -> tuple[ExitCode, str]:
+    """The exit code and message for an error a user can meet; anything else is a bug."""
+    if isinstance(exc, AuthenticationError):
+        return (
+            ExitCode.BAD_INPUT,
+            f"Twilio refused the credentials: {one_line(exc)}; check {CREDENTIAL_VARIABLES}",
+        )
+    if isinstance(exc, RequestValidationError):
+        return ExitCode.BAD_INPUT, f"{option(exc.field)}: {exc.reason}"
+    if isinstance(exc, CsvError):
+        return ExitCode.BAD_INPUT, f"{exc}\nnothing was bought: fix the file and run again"
+    if isinstance(exc, JournalError):  # before TwilioNumbersError: one raised before any purchase
+        return ExitCode.BAD_INPUT, one_line(exc)
+    if isinstance(exc, TwilioNumbersError):
+        return ExitCode.FAILED, one_line(exc)
+    return ExitCode.BAD_INPUT, one_line(exc)
+
+
+def option(field: str) -> str:
+    """The command-line spelling of a request field, for error messages."""
+    return "PHONE_NUMBER" if field == "phone_number" else "--" + field.replace("_", "-")
