@@ -22,8 +22,10 @@ from twilio_numbers_async.sandbox import Sandbox
 
 __all__ = [
     "MIXED_CSV",
+    "OFFLINE",
     "Run",
     "clean_env",
+    "cli_argv",
     "read_until",
     "run_cli",
     "run_cli_async",
@@ -52,10 +54,47 @@ def sandbox_env(sandbox: Sandbox) -> dict[str, str]:
     return clean_env(TWILIO_ACCOUNT_SID=sandbox.account_sid, TWILIO_AUTH_TOKEN=sandbox.auth_token)
 
 
-def run_cli(*args: str, env: Mapping[str, str] | None = None) -> Run:
-    """The CLI in a subprocess, for commands that need no server from this test."""
+#: The CLI with the network cut off beyond this machine: a host name other than loopback
+#: looked up, or a connection to another machine, fails (the client reports it as a connection
+#: failure). A test that expects the CLI to stop before sending anything to Twilio runs it so:
+#: were the CLI wrong, the test would see it fail rather than reach the internet.
+OFFLINE = """\
+import ipaddress, socket, sys
+
+def loopback(host):
+    try:
+        return host == "localhost" or ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+def guard(real, host_of):
+    def guarded(*args, **kwargs):
+        if not loopback(host_of(args)):
+            raise OSError("no network beyond loopback in this test")
+        return real(*args, **kwargs)
+    return guarded
+
+socket.getaddrinfo = guard(socket.getaddrinfo, lambda args: args[0])
+socket.socket.connect = guard(socket.socket.connect, lambda args: args[1][0])
+socket.socket.connect_ex = guard(socket.socket.connect_ex, lambda args: args[1][0])
+from twilio_numbers_async.cli import main
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def cli_argv(*args: str, offline: bool = False) -> list[str]:
+    """The command that runs the CLI with ``args``, with the network cut off if ``offline``."""
+    if offline:
+        return [sys.executable, "-c", OFFLINE, *args]
+    return [sys.executable, "-m", "twilio_numbers_async", *args]
+
+
+def run_cli(*args: str, env: Mapping[str, str] | None = None, offline: bool = False) -> Run:
+    """The CLI in a subprocess, for commands that need no server from this test. Its stdin is
+    not a terminal (nor is anything else)."""
     done = subprocess.run(  # noqa: S603 - our own module, with arguments the test chose
-        [sys.executable, "-m", "twilio_numbers_async", *args],
+        cli_argv(*args, offline=offline),
+        stdin=subprocess.DEVNULL,
         capture_output=True,
         text=True,
         env=clean_env() if env is None else dict(env),
@@ -65,13 +104,11 @@ def run_cli(*args: str, env: Mapping[str, str] | None = None) -> Run:
     return Run(done.returncode, done.stdout, done.stderr)
 
 
-async def run_cli_async(*args: str, env: Mapping[str, str]) -> Run:
+async def run_cli_async(*args: str, env: Mapping[str, str], offline: bool = False) -> Run:
     """The CLI in a subprocess, while this test's event loop keeps a sandbox serving."""
     process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "twilio_numbers_async",
-        *args,
+        *cli_argv(*args, offline=offline),
+        stdin=asyncio.subprocess.DEVNULL,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
         env=dict(env),

@@ -66,6 +66,8 @@ async def test_bulk_exits_0_when_everything_is_bought(tmp_path: Path) -> None:
 
         assert run.code == 0, run.stderr
         assert len(sandbox.purchases) == 2
+        # Loopback: said, and no go-ahead needed (stdin is not a terminal, and no --yes).
+        assert f"requests go to {sandbox.url}, on this machine" in run.stderr
         assert "bought" in run.stdout
 
 

@@ -65,6 +65,7 @@ def test_demo_plain_output_shows_the_summary_and_the_audit() -> None:
     assert "double purchases" in run.stdout
     assert "Audit passed" in run.stdout
     assert "\x1b[" not in run.stdout  # no colours when stdout is not a terminal
+    assert "requests go to a sandbox in this process" in run.stderr
 
 
 async def test_demo_without_faults_fails_only_by_design() -> None:

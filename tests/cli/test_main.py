@@ -65,7 +65,7 @@ def test_buy_has_an_option_for_every_optional_field(capsys: pytest.CaptureFixtur
     for name in names:
         assert "--" + name.replace("_", "-") in text
     assert "--no-voice-caller-id-lookup" in text
-    assert "for a sandbox or a proxy" in " ".join(text.split())
+    assert "default: $TWILIO_BASE_URL" in " ".join(text.split())
 
 
 def test_version_and_help(capsys: pytest.CaptureFixture[str]) -> None:

@@ -7,7 +7,7 @@ import contextlib
 import os
 import time
 from argparse import Namespace
-from collections.abc import Iterator
+from collections.abc import Coroutine, Iterator
 from typing import Any, Final
 
 import attrs
@@ -45,10 +45,24 @@ class _BulkRun:
     stopped: str | None = None
 
 
-async def run(args: Namespace, out: Output) -> bool:
-    """Buy every row of a CSV file, with a journal that makes a rerun resume."""
+def run(args: Namespace, out: Output) -> Coroutine[Any, Any, bool]:
+    """Check every row and get the go-ahead, before the event loop starts; then buy every row
+    of the CSV file, with a journal that makes a rerun resume."""
     total = check_csv(args.file)  # every row, before anything is bought
     run = _BulkRun()
+    client = connect(
+        args,
+        purchase=f"buy up to {total} numbers, one per row of {os.fspath(args.file)}",
+        rate_limit=args.rate,
+        max_concurrency=args.concurrency,
+        on_retry=run.tally.on_retry,
+    )
+    return _buy_all(args, out, client, total, run)
+
+
+async def _buy_all(
+    args: Namespace, out: Output, client: TwilioNumbersClient, total: int, run: _BulkRun
+) -> bool:
     # Requests are streamed from the file; a row number is kept only while its request is in
     # flight, so memory stays flat however long the file.
     rows: dict[int, int] = {}
@@ -62,12 +76,6 @@ async def run(args: Namespace, out: Output) -> bool:
             rows[index] = row
             yield request
 
-    client = connect(
-        args,
-        rate_limit=args.rate,
-        max_concurrency=args.concurrency,
-        on_retry=run.tally.on_retry,
-    )
     async with client:
         await _check_credentials(client, args.account_sid)
         started = time.perf_counter()

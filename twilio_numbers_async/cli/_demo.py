@@ -18,6 +18,7 @@ from twilio_numbers_async.sandbox import Faults, Sandbox
 
 from ._audit import Audit, Claim, audit, demo_requests
 from ._console import Output
+from ._errors import say
 from ._tally import Tally, summary_rows
 
 __all__ = ["DemoReport", "DemoSettings", "run", "run_demo"]
@@ -161,6 +162,7 @@ async def run(args: Namespace, out: Output) -> bool:
         concurrency=args.concurrency,
         rate=args.rate,
     )
+    say("requests go to a sandbox in this process, on this machine: nothing real is bought")
     if not out.json_mode:
         rate = f"{settings.rate:g}/s" if settings.rate else "off"
         out.line(

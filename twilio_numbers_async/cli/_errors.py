@@ -1,9 +1,10 @@
-"""What ``twilio-numbers`` exits with, and the one mapping of the errors a user can meet to a
-message and an exit code."""
+"""What ``twilio-numbers`` says on stderr and exits with: the one mapping of the errors a user
+can meet to a message and an exit code."""
 
 from __future__ import annotations
 
 import enum
+import sys
 from typing import Final
 
 from twilio_numbers_async._journal import JournalError
@@ -16,7 +17,9 @@ from twilio_numbers_async.errors import (
 from ._csv import CsvError
 from ._tally import one_line
 
-__all__ = ["CREDENTIAL_VARIABLES", "ExitCode", "UsageError", "describe", "option"]
+__all__ = ["CREDENTIAL_VARIABLES", "PROG", "ExitCode", "UsageError", "describe", "option", "say"]
+
+PROG: Final = "twilio-numbers"
 
 #: Where the credentials come from, for the messages about them.
 CREDENTIAL_VARIABLES: Final = (
@@ -62,3 +65,8 @@ def describe(exc: Exception) -> tuple[ExitCode, str]:
 def option(field: str) -> str:
     """The command-line spelling of a request field, for error messages."""
     return "PHONE_NUMBER" if field == "phone_number" else "--" + field.replace("_", "-")
+
+
+def say(line: str) -> None:
+    """Tell the user ``line`` on stderr, where it never mixes with the output a script reads."""
+    sys.stderr.write(f"{PROG}: {line}\n")

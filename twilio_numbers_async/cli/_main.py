@@ -20,8 +20,8 @@ from twilio_numbers_async._journal import JournalError
 from twilio_numbers_async.errors import TwilioNumbersError
 
 from ._csv import CsvError
-from ._errors import ExitCode, UsageError, describe
-from ._parser import PROG, build_parser, check
+from ._errors import PROG, ExitCode, UsageError, describe, say
+from ._parser import build_parser, check
 
 try:
     from ._console import Output
@@ -36,8 +36,10 @@ __all__ = ["Command", "main"]
 
 _INSTALL: Final = "pip install 'twilio-numbers-async[cli]'"
 
-#: A command: takes the parsed arguments and the output, and returns whether everything
-#: succeeded (every number bought, the demo's audit passed).
+#: A command: takes the parsed arguments and the output, and returns (a coroutine that returns)
+#: whether everything succeeded (every number bought, the demo's audit passed). It is called
+#: before the event loop starts: what a command does before it returns its coroutine (checking
+#: its input, asking the user to confirm) runs outside the loop, where Ctrl-C stops a prompt.
 Command: TypeAlias = Callable[[argparse.Namespace, "Output"], Coroutine[Any, Any, bool]]
 
 
@@ -54,7 +56,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SystemExit as stop:  # --help, --version, or a usage error argparse reported
         return stop.code if isinstance(stop.code, int) else ExitCode.BAD_INPUT
     if _EXTRA_MISSING:
-        _stderr(f"the command line needs rich; install it with: {_INSTALL}")
+        say(f"the command line needs rich; install it with: {_INSTALL}")
         return ExitCode.BAD_INPUT
     _configure_logging(verbose=args.verbose)
     return _run(args)
@@ -81,14 +83,10 @@ def _command(name: str) -> Command:
 
 def _fail(out: Output, code: ExitCode, message: str) -> int:
     for line in message.splitlines():
-        _stderr(f"error: {line}")
+        say(f"error: {line}")
     if out.json_mode:  # stdout still holds exactly one JSON document
         out.json({"error": message, "exit_code": int(code)})
     return code
-
-
-def _stderr(line: str) -> None:
-    sys.stderr.write(f"{PROG}: {line}\n")
 
 
 def _configure_logging(*, verbose: bool) -> None:

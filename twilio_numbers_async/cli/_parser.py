@@ -14,16 +14,15 @@ from twilio_numbers_async._version import VERSION
 
 from ._audit import MAX_COUNT
 from ._csv import columns
+from ._errors import PROG
 from ._fields import RequestField, optional_fields
 
 if TYPE_CHECKING:
     from twilio_numbers_async.sandbox import Faults
 
-__all__ = ["PROG", "build_parser", "check"]
+__all__ = ["build_parser", "check"]
 
 _Commands: TypeAlias = "argparse._SubParsersAction[argparse.ArgumentParser]"
-
-PROG: Final = "twilio-numbers"
 
 
 _EXIT_CODES: Final = """\
@@ -39,6 +38,8 @@ exit codes:
 _CREDENTIALS: Final = """\
 credentials come from the environment: TWILIO_ACCOUNT_SID with TWILIO_AUTH_TOKEN (or
 TWILIO_API_KEY and TWILIO_API_SECRET), and TWILIO_EDGE / TWILIO_REGION if you use them.
+Requests go to --base-url, else TWILIO_BASE_URL, else Twilio; stderr says where. Before
+buying anywhere but on this machine, the command asks (or wants --yes).
 """
 
 
@@ -173,7 +174,7 @@ def _add_buy(
         action="store_true",
         help="buy PHONE_NUMBER on Twilio's Mobile endpoint (needed for mobile numbers)",
     )
-    _add_account_options(parser)
+    _add_twilio_options(parser)
     _add_json(parser)
     fields = parser.add_argument_group(
         "request fields", "optional; Twilio's defaults apply to the ones not given"
@@ -196,7 +197,7 @@ def _add_field_option(group: argparse._ArgumentGroup, field: RequestField) -> No
         )
 
 
-def _add_account_options(parser: argparse.ArgumentParser) -> None:
+def _add_twilio_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--account-sid",
         metavar="SID",
@@ -205,8 +206,15 @@ def _add_account_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--base-url",
         metavar="URL",
-        help="send requests here instead of https://api.twilio.com: for a sandbox or a "
-        "proxy (plain http only to loopback)",
+        help="send requests here instead of Twilio, such as to a sandbox or a proxy (plain "
+        "http only to loopback; default: $TWILIO_BASE_URL, else https://api.twilio.com)",
+    )
+    parser.add_argument(
+        "-y",
+        "--yes",
+        action="store_true",
+        help="buy without asking first; needed to buy anywhere but on this machine when "
+        "stdin is not a terminal",
     )
 
 
@@ -251,7 +259,7 @@ def _add_bulk(
         default=8,
         help="purchases in flight at once (default: %(default)s)",
     )
-    _add_account_options(parser)
+    _add_twilio_options(parser)
     _add_json(parser)
 
 
