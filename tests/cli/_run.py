@@ -12,7 +12,7 @@ import json
 import os
 import subprocess
 import sys
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +30,7 @@ __all__ = [
     "run_cli",
     "run_cli_async",
     "sandbox_env",
+    "until",
     "write",
 ]
 
@@ -116,6 +117,15 @@ async def run_cli_async(*args: str, env: Mapping[str, str], offline: bool = Fals
     stdout, stderr = await asyncio.wait_for(process.communicate(), timeout=60)
     assert process.returncode is not None
     return Run(process.returncode, stdout.decode(), stderr.decode())
+
+
+async def until(condition: Callable[[], bool]) -> None:
+    """Return once ``condition()`` holds. The sandbox records what it serves but signals
+    nothing: a test looks at its records, from the loop that serves it, so that nothing it
+    serves can slip between the look and what the test does next."""
+    async with asyncio.timeout(30):
+        while not condition():  # noqa: ASYNC110
+            await asyncio.sleep(0.01)
 
 
 async def read_until(stream: asyncio.StreamReader, marker: str) -> list[str]:

@@ -4,6 +4,7 @@ can meet to a message and an exit code."""
 from __future__ import annotations
 
 import enum
+import signal
 import sys
 from typing import Final
 
@@ -17,7 +18,16 @@ from twilio_numbers_async.errors import (
 from ._csv import CsvError
 from ._tally import one_line
 
-__all__ = ["CREDENTIAL_VARIABLES", "PROG", "ExitCode", "UsageError", "describe", "option", "say"]
+__all__ = [
+    "CREDENTIAL_VARIABLES",
+    "PROG",
+    "ExitCode",
+    "Interrupted",
+    "UsageError",
+    "describe",
+    "option",
+    "say",
+]
 
 PROG: Final = "twilio-numbers"
 
@@ -36,8 +46,17 @@ class ExitCode(enum.IntEnum):
     FAILED = 1
     #: Bad input: an option, a request field, the CSV file, the credentials. Nothing was bought.
     BAD_INPUT = 2
-    #: Interrupted with Ctrl-C (128 + SIGINT, as shells report it).
+    #: Interrupted by Ctrl-C or SIGTERM (128 + SIGINT, as shells report Ctrl-C).
     INTERRUPTED = 130
+
+
+class Interrupted(Exception):  # noqa: N818 - no error: the user asked to stop
+    """Ctrl-C (SIGINT) or SIGTERM stopped the command."""
+
+    def __init__(self, signum: signal.Signals) -> None:
+        self.signal = signum
+        name = "Ctrl-C (SIGINT)" if signum is signal.SIGINT else signum.name
+        super().__init__(f"interrupted by {name}")
 
 
 class UsageError(Exception):

@@ -16,6 +16,7 @@ from ._audit import MAX_COUNT
 from ._csv import columns
 from ._errors import PROG
 from ._fields import RequestField, optional_fields
+from ._results import COLUMNS
 
 if TYPE_CHECKING:
     from twilio_numbers_async.sandbox import Faults
@@ -32,7 +33,8 @@ exit codes:
        run stopped part way after buying: rerun the same command to resume
   2    bad input, nothing bought: an option, a request field, the CSV file, the journal,
        missing credentials, or credentials Twilio refused (HTTP 401) before any purchase
-  130  interrupted (Ctrl-C); a bulk run's journal stays consistent: rerun to resume
+  130  interrupted (Ctrl-C or SIGTERM); bulk shows what it did, and the same command
+       resumes from its journal
 """
 
 _CREDENTIALS: Final = """\
@@ -245,6 +247,13 @@ def _add_bulk(
         metavar="FILE.jsonl",
         required=True,
         help="the journal to write and to resume from (created if missing)",
+    )
+    parser.add_argument(
+        "--output",
+        metavar="RESULTS.csv",
+        help="write one line per row as it completes: "
+        + ",".join(COLUMNS)
+        + " (a run stopped part way leaves the rows it finished)",
     )
     parser.add_argument(
         "--rate",

@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import shlex
-import signal
 from argparse import Namespace
 
 from twilio_numbers_async.sandbox import Sandbox
@@ -31,10 +29,13 @@ async def run(args: Namespace, out: Output) -> bool:
         )
     except (TypeError, ValueError) as exc:
         raise UsageError(f"can't start the sandbox: {exc}") from exc
-    async with server:
-        _show(out, server, label)
-        await _until_stopped()
-    out.line("Sandbox stopped.")
+    try:
+        async with server:
+            _show(out, server, label)
+            await asyncio.Event().wait()  # until Ctrl-C or SIGTERM cancels it (see _main)
+    except asyncio.CancelledError:
+        out.line("Sandbox stopped.")
+        raise
     return True
 
 
@@ -51,19 +52,3 @@ def _show(out: Output, server: Sandbox, label: str) -> None:
     ]
     for line in lines:
         out.line(line)
-
-
-async def _until_stopped() -> None:
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    handled: list[signal.Signals] = []
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        # Not on Windows, nor off the main thread: there Ctrl-C interrupts as usual.
-        with contextlib.suppress(NotImplementedError, RuntimeError):
-            loop.add_signal_handler(signum, stop.set)
-            handled.append(signum)
-    try:
-        await stop.wait()
-    finally:
-        for signum in handled:
-            loop.remove_signal_handler(signum)

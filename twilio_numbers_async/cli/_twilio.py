@@ -101,5 +101,10 @@ def _confirm(question: str) -> None:
     # On stderr, as the answer comes from the terminal: stdout may be a file of --json.
     sys.stderr.write(f"{PROG}: {question}? [y/N] ")
     sys.stderr.flush()
-    if sys.stdin.readline().strip().lower() not in _YES:
+    try:
+        answer = sys.stdin.readline()
+    except KeyboardInterrupt:  # Ctrl-C at the question is a "no"
+        answer = ""
+        sys.stderr.write("\n")
+    if answer.strip().lower() not in _YES:
         raise UsageError("not confirmed: nothing was sent")
