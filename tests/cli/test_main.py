@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+import errno
 import importlib.metadata
 import json
 import socket
 import subprocess
 import sys
+from pathlib import Path
 
 import attrs
 import pytest
 
-from tests.cli._run import clean_env
+from tests.cli._run import clean_env, run_cli
 from twilio_numbers_async import (
     AuthenticationError,
     NumberPurchase,
@@ -20,6 +22,7 @@ from twilio_numbers_async import (
 from twilio_numbers_async.cli import ExitCode, main
 from twilio_numbers_async.cli._errors import describe
 from twilio_numbers_async.cli._fields import optional_fields
+from twilio_numbers_async.cli._parser import build_parser
 
 
 @pytest.mark.parametrize(
@@ -28,18 +31,61 @@ from twilio_numbers_async.cli._fields import optional_fields
         (["buy"], "give a PHONE_NUMBER"),
         (["buy", "+14155550100", "--area-code", "415"], "give a PHONE_NUMBER"),
         (["buy", "--mobile", "--area-code", "415"], "--mobile"),
-        (["buy", "--area-code", "415", "--voice-method", "PUT"], "invalid choice"),
+        (["buy", "--area-code", "415", "--voice-method", "PUT"], "'PUT' is not one of GET or POST"),
         (["demo", "--count", "0"], "between"),
         (["demo", "--faults", "lightning=1"], "unknown fault"),
+        (["demo", "--faults", "bogus"], "the names: latency, rate_limited, retry_after"),
         (["demo", "--rate", "-1"], "not a rate"),
         (["sandbox", "--host", "0.0.0.0"], "--allow-remote"),  # noqa: S104
     ],
 )
-def test_bad_options_exit_2(
+def test_bad_options_exit_2_in_one_line(
     argv: list[str], message: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
     assert main(argv) == ExitCode.BAD_INPUT
-    assert message in capsys.readouterr().err
+    [line] = capsys.readouterr().err.splitlines()  # no usage: buy's alone is 20 lines
+    assert message in line
+    assert line.endswith(f"(see twilio-numbers {argv[0]} --help)")
+
+
+def test_an_invalid_choice_names_the_option_and_the_choices(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert main(["buy", "--area-code", "415", "--sms-method", "post"]) == ExitCode.BAD_INPUT
+
+    assert capsys.readouterr().err == (
+        "twilio-numbers buy: error: argument --sms-method: 'post' is not one of GET or POST "
+        "(see twilio-numbers buy --help)\n"
+    )
+
+
+@pytest.mark.parametrize(
+    "argv", [["-v", "demo"], ["demo", "-v"], ["--verbose", "sandbox", "--port", "0"]]
+)
+def test_verbose_goes_before_or_after_the_command(argv: list[str]) -> None:
+    assert build_parser().parse_args(argv).verbose is True
+    assert (
+        build_parser().parse_args([argv[1] if argv[0].startswith("-") else argv[0]]).verbose
+        is False
+    )
+
+
+def test_verbose_before_the_command_runs_it() -> None:
+    run = run_cli("-v", "demo", "--count", "2", "--json")
+
+    assert run.code == ExitCode.OK, run.stderr
+    assert run.json()["requested"] == 2
+
+
+def test_a_missing_file_is_named_in_words(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    missing = tmp_path / "missing.csv"
+
+    code = main(["bulk", str(missing), "--journal", str(tmp_path / "j.jsonl")])
+
+    assert code == ExitCode.BAD_INPUT
+    assert capsys.readouterr().err == f"twilio-numbers: error: {missing}: no such file or folder\n"
 
 
 def test_a_bad_field_value_exits_2_naming_its_option(
@@ -98,7 +144,14 @@ def test_errors_map_to_exit_codes() -> None:
     code, message = describe(rejected)
     assert code == ExitCode.FAILED
     assert message.startswith("HTTP 400 21452: none left (no numbers are available in that area")
-    assert describe(FileNotFoundError(2, "No such file", "x.csv"))[0] == 2
+    assert describe(FileNotFoundError(errno.ENOENT, "No such file", "x.csv")) == (
+        ExitCode.BAD_INPUT,
+        "x.csv: no such file or folder",
+    )
+    assert describe(OSError(errno.EROFS, "Read-only file system", "j.jsonl")) == (
+        ExitCode.BAD_INPUT,
+        "j.jsonl: read-only file system",
+    )
 
 
 # --- what a command loads ----------------------------------------------------------------------

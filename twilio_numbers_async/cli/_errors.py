@@ -4,6 +4,7 @@ can meet to a message and an exit code."""
 from __future__ import annotations
 
 import enum
+import errno
 import signal
 import sys
 from typing import Final
@@ -26,10 +27,18 @@ __all__ = [
     "UsageError",
     "describe",
     "option",
+    "os_error",
     "say",
 ]
 
 PROG: Final = "twilio-numbers"
+_IN_WORDS: Final = {
+    errno.ENOENT: "no such file or folder",
+    errno.EACCES: "permission denied",
+    errno.EISDIR: "a folder, not a file",
+    errno.ENOTDIR: "a part of the path is a file, not a folder",
+    errno.ENOSPC: "the disk is full",
+}
 
 #: Where the credentials come from, for the messages about them.
 CREDENTIAL_VARIABLES: Final = (
@@ -78,7 +87,15 @@ def describe(exc: Exception) -> tuple[ExitCode, str]:
         return ExitCode.BAD_INPUT, one_line(exc)
     if isinstance(exc, TwilioNumbersError):
         return ExitCode.FAILED, one_line(exc)
+    if isinstance(exc, OSError):
+        return ExitCode.BAD_INPUT, os_error(exc)
     return ExitCode.BAD_INPUT, one_line(exc)
+
+
+def os_error(exc: OSError) -> str:
+    """An operating system's error in words, naming the file: not ``[Errno 2] ...``."""
+    what = _IN_WORDS.get(exc.errno or 0) or (exc.strerror or one_line(exc)).lower()
+    return f"{exc.filename}: {what}" if exc.filename is not None else what
 
 
 def option(field: str) -> str:

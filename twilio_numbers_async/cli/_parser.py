@@ -5,16 +5,19 @@ from __future__ import annotations
 
 import argparse
 import math
+import sys
 import textwrap
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Final, TypeAlias
+from typing import TYPE_CHECKING, Final, NoReturn, TypeAlias
+
+import attrs
 
 from twilio_numbers_async._sids import is_loopback_host
 from twilio_numbers_async._version import VERSION
 
 from ._audit import MAX_COUNT
 from ._csv import columns
-from ._errors import PROG
+from ._errors import PROG, ExitCode
 from ._fields import RequestField, optional_fields
 from ._results import COLUMNS
 
@@ -23,7 +26,7 @@ if TYPE_CHECKING:
 
 __all__ = ["build_parser", "check"]
 
-_Commands: TypeAlias = "argparse._SubParsersAction[argparse.ArgumentParser]"
+_Commands: TypeAlias = "argparse._SubParsersAction[_Parser]"
 
 
 _EXIT_CODES: Final = """\
@@ -48,18 +51,33 @@ buying anywhere but on this machine, the command asks (or wants --yes).
 # --- the parser ------------------------------------------------------------------------------
 
 
+class _Parser(argparse.ArgumentParser):
+    """An argument parser whose usage errors take one line: ``buy``'s usage alone is 20."""
+
+    def error(self, message: str) -> NoReturn:
+        _usage_error(self.prog, message)
+
+
+def _usage_error(prog: str, message: str) -> NoReturn:
+    sys.stderr.write(f"{prog}: error: {message} (see {prog} --help)\n")
+    raise SystemExit(ExitCode.BAD_INPUT)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The ``twilio-numbers`` argument parser."""
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog=PROG,
         description=("Buy Twilio phone numbers, without ever buying one twice."),
         epilog=_EXIT_CODES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {VERSION}")
-    common = argparse.ArgumentParser(add_help=False)
+    verbose = "log retries and look-ups to stderr"
+    parser.add_argument("-v", "--verbose", action="store_true", help=verbose)
+    # Also after the command. SUPPRESS: a command's default would undo a -v given before it.
+    common = _Parser(add_help=False)
     common.add_argument(
-        "-v", "--verbose", action="store_true", help="log retries and look-ups to stderr"
+        "-v", "--verbose", action="store_true", default=argparse.SUPPRESS, help=verbose
     )
     commands = parser.add_subparsers(title="commands", dest="command", required=True)
     for add in (_add_demo, _add_buy, _add_bulk, _add_sandbox):
@@ -69,7 +87,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _subparser(
     commands: _Commands,
-    common: argparse.ArgumentParser,
+    common: _Parser,
     name: str,
     *,
     summary: str,
@@ -96,7 +114,7 @@ def _add_json(parser: argparse.ArgumentParser) -> None:
 
 def _add_demo(
     commands: _Commands,
-    common: argparse.ArgumentParser,
+    common: _Parser,
 ) -> None:
     parser = _subparser(
         commands,
@@ -147,7 +165,7 @@ def _add_demo(
 
 def _add_buy(
     commands: _Commands,
-    common: argparse.ArgumentParser,
+    common: _Parser,
 ) -> None:
     parser = _subparser(
         commands,
@@ -194,7 +212,7 @@ def _add_field_option(group: argparse._ArgumentGroup, field: RequestField) -> No
         group.add_argument(
             field.option,
             metavar=field.metavar,
-            choices=field.choices or None,
+            type=_one_of(field.choices) if field.choices else str,
             help=field.help,
         )
 
@@ -222,7 +240,7 @@ def _add_twilio_options(parser: argparse.ArgumentParser) -> None:
 
 def _add_bulk(
     commands: _Commands,
-    common: argparse.ArgumentParser,
+    common: _Parser,
 ) -> None:
     parser = _subparser(
         commands,
@@ -274,7 +292,7 @@ def _add_bulk(
 
 def _add_sandbox(
     commands: _Commands,
-    common: argparse.ArgumentParser,
+    common: _Parser,
 ) -> None:
     parser = _subparser(
         commands,
@@ -324,17 +342,19 @@ def _add_sandbox(
     parser.set_defaults(json=False)
 
 
-def check(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
-    """What argparse can't say alone; reports through ``parser.error`` (exit 2)."""
+def check(args: argparse.Namespace) -> None:
+    """What argparse can't say alone; a usage error (``SystemExit``, exit 2) as argparse's."""
+    prog = f"{PROG} {args.command}"
     if args.command == "buy":
         if (args.phone_number is None) == (args.area_code is None):
-            parser.error("buy: give a PHONE_NUMBER, or --area-code for any number in one")
+            _usage_error(prog, "give a PHONE_NUMBER, or --area-code for any number in one")
         if args.mobile and args.area_code is not None:
-            parser.error("buy: --mobile buys a given PHONE_NUMBER; it takes no --area-code")
+            _usage_error(prog, "--mobile buys a given PHONE_NUMBER; it takes no --area-code")
     if args.command == "sandbox" and not args.allow_remote and not is_loopback_host(args.host):
-        parser.error(
-            f"sandbox: --host {args.host} is reachable from other machines, and the sandbox "
-            "speaks plain http with credentials it prints; add --allow-remote if you mean it"
+        _usage_error(
+            prog,
+            f"--host {args.host} is reachable from other machines, and the sandbox speaks "
+            "plain http with credentials it prints; add --allow-remote if you mean it",
         )
 
 
@@ -350,6 +370,16 @@ def _int_between(low: int, high: int) -> Callable[[str], int]:
         if not low <= value <= high:
             raise argparse.ArgumentTypeError(f"{value} is not between {low} and {high}")
         return value
+
+    return parse
+
+
+def _one_of(choices: tuple[str, ...]) -> Callable[[str], str]:
+    # Not argparse's choices=, which would print the whole usage and quote every choice.
+    def parse(text: str) -> str:
+        if text not in choices:
+            raise argparse.ArgumentTypeError(f"{text!r} is not one of {' or '.join(choices)}")
+        return text
 
     return parse
 
@@ -372,4 +402,8 @@ def _faults(text: str) -> tuple[str, Faults]:
     try:
         return text, Faults.parse(text)
     except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
+        names = [field.name for field in attrs.fields(Faults)]
+        message = str(exc)
+        if not all(name in message for name in names):
+            message += f"; give demo, none, or name=value pairs, the names: {', '.join(names)}"
+        raise argparse.ArgumentTypeError(message) from None
