@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import subprocess
 import sys
 from collections.abc import Callable, Mapping
@@ -26,6 +27,7 @@ __all__ = [
     "Run",
     "clean_env",
     "cli_argv",
+    "documented",
     "read_until",
     "run_cli",
     "run_cli_async",
@@ -135,6 +137,14 @@ async def read_until(stream: asyncio.StreamReader, marker: str) -> list[str]:
         assert line, f"the sandbox exited early; it printed {lines}"
         lines.append(line.decode())
     return lines
+
+
+def documented(info: str) -> str:
+    """The first code block of docs/cli.md marked ``info`` (such as ``json``)."""
+    text = (Path(__file__).parents[2] / "docs" / "cli.md").read_text(encoding="utf-8")
+    match = re.search(rf"^```{info}\n(.*?)^```$", text, flags=re.MULTILINE | re.DOTALL)
+    assert match is not None, f"docs/cli.md has no ```{info} block"
+    return match.group(1)
 
 
 MIXED_CSV = """\

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.cli._run import MIXED_CSV, cli_argv, run_cli_async, sandbox_env, until, write
+from tests.cli._run import MIXED_CSV, cli_argv, documented, run_cli_async, sandbox_env, until, write
 from tests.conftest import posts
 from twilio_numbers_async.cli import ExitCode
 from twilio_numbers_async.sandbox import Fault, Faults, PurchaseRecord, Sandbox
@@ -49,6 +49,11 @@ async def test_bulk_buys_a_mix_and_a_rerun_resumes_from_the_journal(tmp_path: Pa
             {"row": row, "sid": sold.sid, "phone_number": sold.phone_number, "reconciled": False}
             for row, sold in ((2, by_name["row-2"]), (3, by_name["row-3"]), (5, by_name["row-5"]))
         ]
+        # The shape docs/cli.md shows.
+        shown = json.loads(documented("json"))
+        assert set(report) == set(shown)
+        assert set(report["bought"][0]) == set(shown["bought"][0])
+        assert set(report["failed_rows"][0]) == set(shown["failed_rows"][0])
         assert [(row["code"], row["message"]) for row in report["failed_rows"]] == [
             (21422, "PhoneNumber +15005550000 is not available"),
             (21452, "No phone numbers are available in area code 533"),
@@ -80,6 +85,7 @@ def read_results(path: Path) -> list[list[str]]:
     """The rows of an --output file, by row, after checking its header."""
     header, *rows = csv.reader(path.read_text(encoding="utf-8").splitlines())
     assert header == ["row", "status", "sid", "phone_number", "error_code", "message"]
+    assert ",".join(header) == documented("csv").splitlines()[0]
     return sorted(rows, key=lambda cells: int(cells[0]))
 
 

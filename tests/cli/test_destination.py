@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import pty
 import select
+import signal
 import subprocess
 import time
 from pathlib import Path
@@ -138,9 +139,9 @@ def test_yes_goes_ahead_without_asking(tmp_path: Path) -> None:
     assert WENT_AHEAD in run.stderr
 
 
-def answer_in_a_terminal(answer: str, *args: str, env: dict[str, str]) -> Run:
+def answer_in_a_terminal(answer: str | signal.Signals, *args: str, env: dict[str, str]) -> Run:
     """Run the CLI offline with a terminal (a pty) as its stdin: wait for its question on
-    stderr, then type ``answer`` and Enter."""
+    stderr, then type ``answer`` and Enter (or send it the signal ``answer``)."""
     terminal, its_end = pty.openpty()
     process = subprocess.Popen(  # noqa: S603 - our own module, with arguments the test chose
         cli_argv(*args, offline=True),
@@ -153,7 +154,10 @@ def answer_in_a_terminal(answer: str, *args: str, env: dict[str, str]) -> Run:
     try:
         assert process.stderr is not None
         asked = read_until(process.stderr.fileno(), b"[y/N] ")
-        os.write(terminal, f"{answer}\n".encode())
+        if isinstance(answer, signal.Signals):
+            process.send_signal(answer)
+        else:
+            os.write(terminal, f"{answer}\n".encode())
         stdout, stderr = process.communicate(timeout=60)
     finally:
         os.close(terminal)
@@ -178,8 +182,9 @@ def read_until(fd: int, marker: bytes, timeout: float = 30.0) -> bytes:
     return seen
 
 
-def test_in_a_terminal_no_answer_but_yes_buys_nothing() -> None:
-    run = answer_in_a_terminal("", "buy", "+14155550100", env=clean_env(**FAKE))
+@pytest.mark.parametrize("answer", ["", "n", "yeah", signal.SIGINT], ids=repr)
+def test_in_a_terminal_no_answer_but_yes_buys_nothing(answer: str | signal.Signals) -> None:
+    run = answer_in_a_terminal(answer, "buy", "+14155550100", env=clean_env(**FAKE))
 
     assert TWILIO in run.stderr
     assert f"buy +14155550100 on account {FAKE['TWILIO_ACCOUNT_SID']}" in run.stderr

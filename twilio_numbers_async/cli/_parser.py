@@ -35,7 +35,8 @@ exit codes:
   1    some purchase failed or its outcome is unknown (demo: the audit failed), or a bulk
        run stopped part way after buying: rerun the same command to resume
   2    bad input, nothing bought: an option, a request field, the CSV file, the journal,
-       missing credentials, or credentials Twilio refused (HTTP 401) before any purchase
+       missing credentials, credentials Twilio refused (HTTP 401) before any purchase, or
+       no go-ahead to buy away from this machine (see --yes)
   130  interrupted (Ctrl-C or SIGTERM); bulk shows what it did, and the same command
        resumes from its journal
 """

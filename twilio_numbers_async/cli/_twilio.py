@@ -98,10 +98,10 @@ def _confirm(question: str) -> None:
             f"not confirmed: {question} may spend money, and stdin is not a terminal to ask "
             "on; add --yes to go ahead. Nothing was sent"
         )
-    # On stderr, as the answer comes from the terminal: stdout may be a file of --json.
-    sys.stderr.write(f"{PROG}: {question}? [y/N] ")
-    sys.stderr.flush()
     try:
+        # On stderr, as the answer comes from the terminal: stdout may be a file of --json.
+        sys.stderr.write(f"{PROG}: {question}? [y/N] ")
+        sys.stderr.flush()
         answer = sys.stdin.readline()
     except KeyboardInterrupt:  # Ctrl-C at the question is a "no"
         answer = ""
