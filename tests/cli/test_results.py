@@ -56,11 +56,11 @@ def test_a_number_bought_whose_answer_could_not_be_read_keeps_its_sid() -> None:
     assert "can't be read" in result.message
 
 
-def test_a_failure_keeps_twilios_code_and_message_without_the_url() -> None:
+def test_a_failure_keeps_twilios_code_and_message_on_one_line_without_the_url() -> None:
     error = TwilioApiError(
         status=400,
         code=21422,
-        message="PhoneNumber +14155550100 is not available",
+        message="PhoneNumber +14155550100\r\nis not available",
         url=f"https://api.twilio.com/2010-04-01/Accounts/{ACCOUNT}/IncomingPhoneNumbers.json",
     )
 

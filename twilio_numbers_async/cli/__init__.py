@@ -5,12 +5,14 @@ into a message and an :class:`ExitCode` (``_main``, ``_errors``). Each command i
 its own, imported only when it runs, so that ``buy`` and ``bulk`` never load the sandbox:
 
 - ``_demo``: a bulk purchase from an in-process sandbox with faults on, audited (``_audit``);
-- ``_buy``: one number; ``_bulk``: every row of a CSV file (``_csv``), resumably;
+- ``_buy``: one number; ``_bulk``: every row of a CSV file (``_csv``), resumably, reporting
+  each row (``_results``);
 - ``_sandbox``: serve a sandbox for other programs.
 
-What they share: ``_twilio`` (the client, from the environment), ``_fields`` (the request
-fields as options and columns), ``_tally`` (counting outcomes) and ``_console`` (tables, the
-progress bar and JSON, through rich). The library never imports this package.
+What they share: ``_twilio`` (the client, from the environment, and the go-ahead before
+buying), ``_fields`` (the request fields as options and columns), ``_tally`` (counting
+outcomes) and ``_console`` (tables, the progress bar and JSON, through rich). The library never
+imports this package.
 """
 
 from __future__ import annotations

@@ -21,7 +21,7 @@ from twilio_numbers_async.models import MobileNumberPurchase, PurchaseRequest
 
 from ._console import Output
 from ._csv import CsvError, check_csv, read_requests
-from ._errors import UsageError
+from ._errors import UsageError, os_error
 from ._results import ResultsFile, RowResult
 from ._tally import Tally, brief, failure_reason, one_line, summary_rows
 from ._twilio import connect
@@ -107,7 +107,8 @@ class _BulkRun:
             if not self.tally.progress.started:
                 raise  # nothing taken yet, so nothing bought: bad input, as before
             # Numbers may have been bought: report them, and say the journal resumes.
-            self.stopped = f"{one_line(exc)}; fix it and run the same command to resume"
+            what = os_error(exc) if isinstance(exc, OSError) else one_line(exc)
+            self.stopped = f"{what}; fix it and run the same command to resume"
         finally:
             self.in_flight = sorted(rows.values())
 

@@ -67,9 +67,10 @@ class RowResult:
 
 
 def _message(error: TwilioNumbersError) -> str:
-    if isinstance(error, TwilioApiError):
-        # Twilio's own words; its code has a column of its own, its URL names the account.
-        return error.message or f"HTTP {error.status}"
+    if isinstance(error, TwilioApiError) and error.message:
+        # Twilio's own words, on one line; its code has a column of its own, and its URL
+        # (in the error's full message) names the account.
+        return " ".join(error.message.split())
     return one_line(error)
 
 
