@@ -1,7 +1,7 @@
 """An aiohttp.web service that buys a phone number per request, with ONE client for its lifetime.
 
     POST /numbers  {"area_code": "415"}  or  {"phone_number": "+14155550100"}
-                   (optionally "friendly_name")
+                   (optionally "friendly_name"), with Content-Type: application/json
     -> 201 {"phone_number": "+14155550100", "sid": "PN...", "friendly_name": "...", ...}
 
 The client is made in the application's cleanup context, so it is created inside the running
@@ -11,8 +11,9 @@ no "Unclosed client session" warning, no pool per request.
 Configuration, from the environment:
   TWILIO_ACCOUNT_SID, TWILIO_AUTH_TOKEN (or TWILIO_API_KEY and TWILIO_API_SECRET),
   TWILIO_EDGE, TWILIO_REGION   read by TwilioNumbersClient.from_env()
-  TWILIO_BASE_URL              read by this example only: a sandbox's URL, for trying it out
-                               without spending money (`twilio-numbers sandbox` prints one)
+  TWILIO_BASE_URL              read by this example, as by twilio-numbers: a sandbox's URL,
+                               for trying it out without spending money (`twilio-numbers
+                               sandbox` prints one)
 """
 
 from __future__ import annotations
@@ -66,6 +67,12 @@ def client_from_env(**settings: Any) -> TwilioNumbersClient:
     # send real credentials elsewhere); an example may, because its user chose to.
     base_url = os.environ.get("TWILIO_BASE_URL") or None
     return TwilioNumbersClient.from_env(base_url=base_url, **settings)
+
+
+def is_json(content_type: str) -> bool:
+    """Whether a request's media type is JSON: ``application/json``, or ``application/*+json``."""
+    kind, _, subtype = content_type.partition("/")
+    return kind == "application" and (subtype == "json" or subtype.endswith("+json"))
 
 
 def parse_request(body: object) -> NumberPurchase:
@@ -142,6 +149,14 @@ def error_response(error: TwilioNumbersError) -> web.Response:
 
 async def buy_number(request: web.Request) -> web.Response:
     """``POST /numbers``: buy the number the JSON body describes."""
+    if not is_json(request.content_type):
+        # As FastAPI does. A web page can make a browser POST a form or text/plain to any site
+        # without asking (cross-site request forgery); application/json needs the site's
+        # consent first (a CORS preflight). A purchase must not be one click on a hostile page.
+        message = "send the body as JSON, with the header Content-Type: application/json"
+        return web.json_response(
+            {"error": "unsupported_media_type", "message": message}, status=415
+        )
     try:
         body = await request.json()
     except json.JSONDecodeError:

@@ -15,7 +15,8 @@ Exit status: 0 all bought; 1 some failed or ended unknown (see the summary);
 
 Configuration, from the environment: TWILIO_ACCOUNT_SID, TWILIO_AUTH_TOKEN (or TWILIO_API_KEY
 and TWILIO_API_SECRET), read by TwilioNumbersClient.from_env(); and TWILIO_BASE_URL, read by
-this example only, to point it at a sandbox (`twilio-numbers sandbox` prints one).
+this example as by twilio-numbers, to point it at a sandbox (`twilio-numbers sandbox` prints
+one).
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """A FastAPI service that buys a phone number per request, with ONE client for its lifetime.
 
     POST /numbers  {"area_code": "415"}  or  {"phone_number": "+14155550100"}
-                   (optionally "friendly_name")
+                   (optionally "friendly_name"), with Content-Type: application/json
     -> 201 {"phone_number": "+14155550100", "sid": "PN...", "friendly_name": "...", ...}
 
 The client is made in the app's lifespan, kept on app.state and handed to the route by a
@@ -12,8 +12,9 @@ unclosed when the handler forgets.)
 Configuration, from the environment:
   TWILIO_ACCOUNT_SID, TWILIO_AUTH_TOKEN (or TWILIO_API_KEY and TWILIO_API_SECRET),
   TWILIO_EDGE, TWILIO_REGION   read by TwilioNumbersClient.from_env()
-  TWILIO_BASE_URL              read by this example only: a sandbox's URL, for trying it out
-                               without spending money (`twilio-numbers sandbox` prints one)
+  TWILIO_BASE_URL              read by this example, as by twilio-numbers: a sandbox's URL,
+                               for trying it out without spending money (`twilio-numbers
+                               sandbox` prints one)
 Needs the `examples` extra (FastAPI), and uvicorn to serve.
 """
 

@@ -10,7 +10,9 @@ import asyncio
 import functools
 import importlib.util
 import json
+import shlex
 import sys
+import urllib.parse
 from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -68,7 +70,9 @@ class Reply:
     body: Any
 
 
-Post = Callable[[bytes], Any]
+#: Sends a body to ``POST /numbers``, with these headers (default: JSON's Content-Type).
+Post = Callable[..., Any]
+JSON_HEADERS: Mapping[str, str] = {"Content-Type": "application/json"}
 
 
 class ClientFactory:
@@ -91,8 +95,7 @@ async def serve(name: str, factory: ClientFactory) -> AsyncIterator[Post]:
     if name == "aiohttp_app":
         async with TestClient(TestServer(module.create_app(factory))) as http:
 
-            async def post(body: bytes) -> Reply:
-                headers = {"Content-Type": "application/json"}
+            async def post(body: bytes, headers: Mapping[str, str] = JSON_HEADERS) -> Reply:
                 async with http.post("/numbers", data=body, headers=headers) as response:
                     return Reply(response.status, response.headers, await response.json())
 
@@ -106,8 +109,7 @@ async def serve(name: str, factory: ClientFactory) -> AsyncIterator[Post]:
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://app") as asgi:
 
-            async def post_asgi(body: bytes) -> Reply:
-                headers = {"Content-Type": "application/json"}
+            async def post_asgi(body: bytes, headers: Mapping[str, str] = JSON_HEADERS) -> Reply:
                 response = await asgi.post("/numbers", content=body, headers=headers)
                 return Reply(response.status_code, response.headers, response.json())
 
@@ -149,6 +151,7 @@ class Case:
     bought: int = 0
     #: FastAPI answers a body its pydantic model refuses itself: a 422 with its "detail".
     by_fastapi: bool = False
+    headers: Mapping[str, str] = JSON_HEADERS
 
 
 CASES = {
@@ -163,6 +166,14 @@ CASES = {
         as_json({"sms_url": "https://example.com"}), 422, error="invalid_request", by_fastapi=True
     ),
     "not json": Case(b"area_code=415", 400, error="invalid_json", by_fastapi=True),
+    # What `curl -d` sends without -H: a form's type, which a web page may POST cross-site.
+    "json, not said to be": Case(
+        as_json({"area_code": "415"}),
+        415,
+        error="unsupported_media_type",
+        by_fastapi=True,
+        headers={"Content-Type": "application/x-www-form-urlencoded"},
+    ),
     "area code, answer lost": Case(
         as_json({"area_code": "415"}),
         409,
@@ -198,7 +209,7 @@ async def test_a_web_app_answers_each_failure_as_documented(
 ) -> None:
     sandbox.script(*case.faults)
     async with serve(name, ClientFactory(load(name))) as post:
-        reply = await post(case.body)
+        reply = await post(case.body, case.headers)
     if name == "fastapi_app" and case.by_fastapi:
         assert reply.status == 422, reply.body
         assert reply.body["detail"]
@@ -212,6 +223,61 @@ async def test_a_web_app_answers_each_failure_as_documented(
     if case.error == "rate_limited":
         assert reply.headers["Retry-After"] == "1"
     assert len(sandbox.purchases) == case.bought
+
+
+@attrs.frozen
+class Curl:
+    """A ``curl`` command line of examples/README.md, as the request it sends."""
+
+    line: str
+    app: str
+    method: str
+    path: str
+    headers: Mapping[str, str]
+    body: bytes
+
+
+#: The port each app is served on in examples/README.md.
+PORTS = {8001: "aiohttp_app", 8002: "fastapi_app"}
+
+
+def documented_curls() -> list[Curl]:
+    found = []
+    for line in (EXAMPLES / "README.md").read_text(encoding="utf-8").splitlines():
+        if not line.startswith("$ curl "):
+            continue
+        words = shlex.split(line.removeprefix("$ "), comments=True)[1:]
+        method, headers, body, url = "GET", {}, b"", ""
+        while words:
+            word = words.pop(0)
+            if word == "-X":
+                method = words.pop(0)
+            elif word == "-H":
+                name, _, value = words.pop(0).partition(":")
+                headers[name.strip()] = value.strip()
+            elif word in ("-d", "--data"):
+                method, body = "POST", words.pop(0).encode()
+                # What curl itself sends with -d, unless a -H says otherwise.
+                headers.setdefault("Content-Type", "application/x-www-form-urlencoded")
+            elif not word.startswith("-"):
+                url = word
+        target = urllib.parse.urlsplit(f"http://{url}" if "://" not in url else url)
+        assert target.port in PORTS, f"{line}: no example app is served on {target.port}"
+        found.append(Curl(line, PORTS[target.port], method, target.path, headers, body))
+    return found
+
+
+def test_the_readme_shows_curl_for_each_app() -> None:
+    assert sorted({curl.app for curl in documented_curls()}) == APPS
+
+
+@pytest.mark.parametrize("curl", documented_curls(), ids=lambda curl: curl.app)
+async def test_the_documented_curl_buys_a_number(curl: Curl, sandbox: Sandbox) -> None:
+    assert (curl.method, curl.path) == ("POST", "/numbers"), curl.line
+    async with serve(curl.app, ClientFactory(load(curl.app))) as post:
+        reply = await post(curl.body, curl.headers)
+    assert reply.status == 201, f"{curl.line}: {reply.body}"
+    assert [p.phone_number for p in sandbox.purchases] == [reply.body["phone_number"]]
 
 
 @pytest.mark.parametrize("name", APPS)

@@ -16,10 +16,10 @@ from typing import Any, Literal
 
 import attrs
 
-from ._serde import form_key
-from ._sids import SID_PREFIXES
-from .errors import RequestValidationError
-from .models import MobileNumberPurchase, NumberPurchase, PurchaseRequest
+from twilio_numbers_async._serde import form_key
+from twilio_numbers_async._sids import SID_PREFIXES
+from twilio_numbers_async.errors import RequestValidationError
+from twilio_numbers_async.models import MobileNumberPurchase, NumberPurchase, PurchaseRequest
 
 __all__ = ["RequestField", "build_request", "optional_fields"]
 

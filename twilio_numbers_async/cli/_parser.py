@@ -1,60 +1,32 @@
-"""``twilio-numbers``: buy Twilio phone numbers from the command line (the ``[cli]`` extra).
-
-This module parses the command line and is the one place where an error becomes a message
-and an exit code (:class:`ExitCode`); the commands themselves live in ``_commands``. The
-library never imports it.
-"""
+"""The ``twilio-numbers`` argument parser: its commands, their options, and the checks of
+what argparse can't say alone. Every error here is a usage error (exit 2, nothing done)."""
 
 from __future__ import annotations
 
 import argparse
-import asyncio
-import enum
-import logging
 import math
 import sys
 import textwrap
-from collections.abc import Callable, Coroutine, Sequence
-from typing import Any, Final, TypeAlias
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Final, NoReturn, TypeAlias
 
-from ._csv import CsvError, columns
-from ._demo import MAX_COUNT
+import attrs
+
+from twilio_numbers_async._sids import is_loopback_host
+from twilio_numbers_async._version import VERSION
+
+from ._audit import MAX_COUNT
+from ._csv import columns
+from ._errors import PROG, ExitCode
 from ._fields import RequestField, optional_fields
-from ._sids import is_loopback_host
-from ._tally import one_line
-from ._version import VERSION
-from .errors import AuthenticationError, JournalError, RequestValidationError, TwilioNumbersError
-from .sandbox import Faults
+from ._results import COLUMNS
 
-try:
-    from . import _commands
-    from ._console import Output
-except ModuleNotFoundError as exc:  # rich, the [cli] extra, is not installed
-    if (exc.name or "").partition(".")[0] != "rich":
-        raise
-    _EXTRA_MISSING = True
-else:
-    _EXTRA_MISSING = False
+if TYPE_CHECKING:
+    from twilio_numbers_async.sandbox import Faults
 
-__all__ = ["ExitCode", "build_parser", "main"]
+__all__ = ["build_parser", "check"]
 
-_Commands: TypeAlias = "argparse._SubParsersAction[argparse.ArgumentParser]"
-
-_PROG: Final = "twilio-numbers"
-_INSTALL: Final = "pip install 'twilio-numbers-async[cli]'"
-
-
-class ExitCode(enum.IntEnum):
-    """What ``twilio-numbers`` exits with."""
-
-    #: Everything bought; the demo's audit passed; the sandbox was stopped.
-    OK = 0
-    #: Some purchase failed or its outcome is unknown; or the demo's audit found a problem.
-    FAILED = 1
-    #: Bad input: an option, a request field, the CSV file, the credentials. Nothing was bought.
-    BAD_INPUT = 2
-    #: Interrupted with Ctrl-C (128 + SIGINT, as shells report it).
-    INTERRUPTED = 130
+_Commands: TypeAlias = "argparse._SubParsersAction[_Parser]"
 
 
 _EXIT_CODES: Final = """\
@@ -63,120 +35,50 @@ exit codes:
   1    some purchase failed or its outcome is unknown (demo: the audit failed), or a bulk
        run stopped part way after buying: rerun the same command to resume
   2    bad input, nothing bought: an option, a request field, the CSV file, the journal,
-       missing credentials, or credentials Twilio refused (HTTP 401) before any purchase
-  130  interrupted (Ctrl-C); a bulk run's journal stays consistent: rerun to resume
+       missing credentials, credentials Twilio refused (HTTP 401) before any purchase, or
+       no go-ahead to buy away from this machine (see --yes)
+  130  interrupted (Ctrl-C or SIGTERM); bulk shows what it did, and the same command
+       resumes from its journal
 """
 
 _CREDENTIALS: Final = """\
 credentials come from the environment: TWILIO_ACCOUNT_SID with TWILIO_AUTH_TOKEN (or
 TWILIO_API_KEY and TWILIO_API_SECRET), and TWILIO_EDGE / TWILIO_REGION if you use them.
+Requests go to --base-url, else TWILIO_BASE_URL, else Twilio; stderr says where. Before
+buying anywhere but on this machine, the command asks (or wants --yes).
 """
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """Run ``twilio-numbers`` with ``argv`` (default: ``sys.argv[1:]``); return the exit code.
-
-    Never raises ``SystemExit``: the console script that installs it passes the return value
-    to ``sys.exit()``, and ``python -m twilio_numbers_async`` does the same.
-    """
-    parser = build_parser()
-    try:
-        args = parser.parse_args(argv)
-        _check(parser, args)
-    except SystemExit as stop:  # --help, --version, or a usage error argparse reported
-        return stop.code if isinstance(stop.code, int) else ExitCode.BAD_INPUT
-    if _EXTRA_MISSING:
-        _stderr(f"the command line needs rich; install it with: {_INSTALL}")
-        return ExitCode.BAD_INPUT
-    _configure_logging(verbose=args.verbose)
-    return _run(args)
-
-
-# --- running a command, and the one mapping of errors to exit codes ------------------------
-
-Command: TypeAlias = Callable[[argparse.Namespace, "Output"], Coroutine[Any, Any, bool]]
-
-
-def _run(args: argparse.Namespace) -> int:
-    commands: dict[str, Command] = {
-        "demo": _commands.demo,
-        "buy": _commands.buy,
-        "bulk": _commands.bulk,
-        "sandbox": _commands.sandbox,
-    }
-    out = Output(json_mode=args.json)
-    try:
-        ok = asyncio.run(commands[args.command](args, out))
-    except KeyboardInterrupt:
-        resume = "; run the same command again to resume" if args.command == "bulk" else ""
-        return _fail(out, ExitCode.INTERRUPTED, f"interrupted{resume}")
-    except (TwilioNumbersError, CsvError, JournalError, OSError, _commands.UsageError) as exc:
-        code, message = _describe(exc)
-        return _fail(out, code, message)
-    return ExitCode.OK if ok else ExitCode.FAILED
-
-
-def _describe(exc: Exception) -> tuple[ExitCode, str]:
-    """The exit code and message for an error a user can meet; anything else is a bug."""
-    if isinstance(exc, AuthenticationError):
-        variables = _commands.CREDENTIAL_VARIABLES
-        return (
-            ExitCode.BAD_INPUT,
-            f"Twilio refused the credentials: {one_line(exc)}; check {variables}",
-        )
-    if isinstance(exc, RequestValidationError):
-        return ExitCode.BAD_INPUT, f"{_option(exc.field)}: {exc.reason}"
-    if isinstance(exc, CsvError):
-        return ExitCode.BAD_INPUT, f"{exc}\nnothing was bought: fix the file and run again"
-    if isinstance(
-        exc, JournalError
-    ):  # before TwilioNumbersError: it is one, raised before any purchase
-        return ExitCode.BAD_INPUT, one_line(exc)
-    if isinstance(exc, TwilioNumbersError):
-        return ExitCode.FAILED, one_line(exc)
-    return ExitCode.BAD_INPUT, one_line(exc)
-
-
-def _fail(out: Output, code: ExitCode, message: str) -> int:
-    for line in message.splitlines():
-        _stderr(f"error: {line}")
-    if out.json_mode:  # stdout still holds exactly one JSON document
-        out.json({"error": message, "exit_code": int(code)})
-    return code
-
-
-def _stderr(line: str) -> None:
-    sys.stderr.write(f"{_PROG}: {line}\n")
-
-
-def _option(field: str) -> str:
-    """The command-line spelling of a request field, for error messages."""
-    return "PHONE_NUMBER" if field == "phone_number" else "--" + field.replace("_", "-")
-
-
-def _configure_logging(*, verbose: bool) -> None:
-    logging.basicConfig(
-        level=logging.INFO if verbose else logging.WARNING,
-        stream=sys.stderr,
-        format=f"{_PROG}: %(levelname)s: %(message)s",
-    )
 
 
 # --- the parser ------------------------------------------------------------------------------
 
 
+class _Parser(argparse.ArgumentParser):
+    """An argument parser whose usage errors take one line: ``buy``'s usage alone is 20."""
+
+    def error(self, message: str) -> NoReturn:
+        _usage_error(self.prog, message)
+
+
+def _usage_error(prog: str, message: str) -> NoReturn:
+    sys.stderr.write(f"{prog}: error: {message} (see {prog} --help)\n")
+    raise SystemExit(ExitCode.BAD_INPUT)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The ``twilio-numbers`` argument parser."""
-    parser = argparse.ArgumentParser(
-        prog=_PROG,
+    parser = _Parser(
+        prog=PROG,
         description=("Buy Twilio phone numbers, without ever buying one twice."),
         epilog=_EXIT_CODES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {VERSION}")
-    common = argparse.ArgumentParser(add_help=False)
+    verbose = "log retries and look-ups to stderr"
+    parser.add_argument("-v", "--verbose", action="store_true", help=verbose)
+    # Also after the command. SUPPRESS: a command's default would undo a -v given before it.
+    common = _Parser(add_help=False)
     common.add_argument(
-        "-v", "--verbose", action="store_true", help="log retries and look-ups to stderr"
+        "-v", "--verbose", action="store_true", default=argparse.SUPPRESS, help=verbose
     )
     commands = parser.add_subparsers(title="commands", dest="command", required=True)
     for add in (_add_demo, _add_buy, _add_bulk, _add_sandbox):
@@ -186,7 +88,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _subparser(
     commands: _Commands,
-    common: argparse.ArgumentParser,
+    common: _Parser,
     name: str,
     *,
     summary: str,
@@ -213,7 +115,7 @@ def _add_json(parser: argparse.ArgumentParser) -> None:
 
 def _add_demo(
     commands: _Commands,
-    common: argparse.ArgumentParser,
+    common: _Parser,
 ) -> None:
     parser = _subparser(
         commands,
@@ -264,7 +166,7 @@ def _add_demo(
 
 def _add_buy(
     commands: _Commands,
-    common: argparse.ArgumentParser,
+    common: _Parser,
 ) -> None:
     parser = _subparser(
         commands,
@@ -275,9 +177,9 @@ def _add_buy(
             "Buy one number: a given PHONE_NUMBER, or any number in --area-code. A lost answer "
             "is checked on the account before any retry, so the number is never bought twice."
         ),
-        epilog=f"{_CREDENTIALS}\nexamples:\n  {_PROG} buy +14155550100 --sms-url "
-        f"https://example.com/sms\n  {_PROG} buy --area-code 415 --friendly-name support\n"
-        f"  {_PROG} buy --mobile +447700900123\n\n{_EXIT_CODES}",
+        epilog=f"{_CREDENTIALS}\nexamples:\n  {PROG} buy +14155550100 --sms-url "
+        f"https://example.com/sms\n  {PROG} buy --area-code 415 --friendly-name support\n"
+        f"  {PROG} buy --mobile +447700900123\n\n{_EXIT_CODES}",
     )
     parser.add_argument(
         "phone_number",
@@ -293,7 +195,7 @@ def _add_buy(
         action="store_true",
         help="buy PHONE_NUMBER on Twilio's Mobile endpoint (needed for mobile numbers)",
     )
-    _add_account_options(parser)
+    _add_twilio_options(parser)
     _add_json(parser)
     fields = parser.add_argument_group(
         "request fields", "optional; Twilio's defaults apply to the ones not given"
@@ -311,12 +213,12 @@ def _add_field_option(group: argparse._ArgumentGroup, field: RequestField) -> No
         group.add_argument(
             field.option,
             metavar=field.metavar,
-            choices=field.choices or None,
+            type=_one_of(field.choices) if field.choices else str,
             help=field.help,
         )
 
 
-def _add_account_options(parser: argparse.ArgumentParser) -> None:
+def _add_twilio_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--account-sid",
         metavar="SID",
@@ -325,14 +227,21 @@ def _add_account_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--base-url",
         metavar="URL",
-        help="send requests here instead of https://api.twilio.com: for a sandbox or a "
-        "proxy (plain http only to loopback)",
+        help="send requests here instead of Twilio, such as to a sandbox or a proxy (plain "
+        "http only to loopback; default: $TWILIO_BASE_URL, else https://api.twilio.com)",
+    )
+    parser.add_argument(
+        "-y",
+        "--yes",
+        action="store_true",
+        help="buy without asking first; needed to buy anywhere but on this machine when "
+        "stdin is not a terminal",
     )
 
 
 def _add_bulk(
     commands: _Commands,
-    common: argparse.ArgumentParser,
+    common: _Parser,
 ) -> None:
     parser = _subparser(
         commands,
@@ -359,6 +268,13 @@ def _add_bulk(
         help="the journal to write and to resume from (created if missing)",
     )
     parser.add_argument(
+        "--output",
+        metavar="RESULTS.csv",
+        help="write one line per row as it completes: "
+        + ",".join(COLUMNS)
+        + " (a run stopped part way leaves the rows it finished)",
+    )
+    parser.add_argument(
         "--rate",
         type=_rate,
         default=25.0,
@@ -371,13 +287,13 @@ def _add_bulk(
         default=8,
         help="purchases in flight at once (default: %(default)s)",
     )
-    _add_account_options(parser)
+    _add_twilio_options(parser)
     _add_json(parser)
 
 
 def _add_sandbox(
     commands: _Commands,
-    common: argparse.ArgumentParser,
+    common: _Parser,
 ) -> None:
     parser = _subparser(
         commands,
@@ -427,17 +343,19 @@ def _add_sandbox(
     parser.set_defaults(json=False)
 
 
-def _check(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
-    """What argparse can't say alone; reports through ``parser.error`` (exit 2)."""
+def check(args: argparse.Namespace) -> None:
+    """What argparse can't say alone; a usage error (``SystemExit``, exit 2) as argparse's."""
+    prog = f"{PROG} {args.command}"
     if args.command == "buy":
         if (args.phone_number is None) == (args.area_code is None):
-            parser.error("buy: give a PHONE_NUMBER, or --area-code for any number in one")
+            _usage_error(prog, "give a PHONE_NUMBER, or --area-code for any number in one")
         if args.mobile and args.area_code is not None:
-            parser.error("buy: --mobile buys a given PHONE_NUMBER; it takes no --area-code")
+            _usage_error(prog, "--mobile buys a given PHONE_NUMBER; it takes no --area-code")
     if args.command == "sandbox" and not args.allow_remote and not is_loopback_host(args.host):
-        parser.error(
-            f"sandbox: --host {args.host} is reachable from other machines, and the sandbox "
-            "speaks plain http with credentials it prints; add --allow-remote if you mean it"
+        _usage_error(
+            prog,
+            f"--host {args.host} is reachable from other machines, and the sandbox speaks "
+            "plain http with credentials it prints; add --allow-remote if you mean it",
         )
 
 
@@ -457,6 +375,16 @@ def _int_between(low: int, high: int) -> Callable[[str], int]:
     return parse
 
 
+def _one_of(choices: tuple[str, ...]) -> Callable[[str], str]:
+    # Not argparse's choices=, which would print the whole usage and quote every choice.
+    def parse(text: str) -> str:
+        if text not in choices:
+            raise argparse.ArgumentTypeError(f"{text!r} is not one of {' or '.join(choices)}")
+        return text
+
+    return parse
+
+
 def _rate(text: str) -> float | None:
     try:
         value = float(text)
@@ -468,7 +396,15 @@ def _rate(text: str) -> float | None:
 
 
 def _faults(text: str) -> tuple[str, Faults]:
+    # Imported here, where demo and sandbox parse --faults: the other commands never load the
+    # sandbox (aiohttp's server code).
+    from twilio_numbers_async.sandbox import Faults  # noqa: PLC0415
+
     try:
         return text, Faults.parse(text)
     except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
+        names = [field.name for field in attrs.fields(Faults)]
+        message = str(exc)
+        if not all(name in message for name in names):
+            message += f"; give demo, none, or name=value pairs, the names: {', '.join(names)}"
+        raise argparse.ArgumentTypeError(message) from None

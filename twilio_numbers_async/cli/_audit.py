@@ -1,4 +1,4 @@
-"""The demo: a bulk purchase against an in-process sandbox with faults on, and its audit.
+"""What the demo buys, and the audit that holds its outcomes against what the sandbox sold.
 
 Every request carries a unique ``friendly_name`` tag (``demo-000123``); the sandbox echoes it into
 each number it sells and keeps a record of every sale, so the audit can hold the client's
@@ -12,35 +12,32 @@ outcomes against what was really bought, tag by tag:
 
 An outcome "unknown" makes no claim either way, so a sale behind it is fine: that is what
 "unknown" tells the operator to go and check.
+
+Pure: no I/O, and no sandbox (the parser reads :data:`MAX_COUNT` for every command).
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-from collections import Counter, defaultdict
-from collections.abc import Callable, Iterable, Iterator
-from typing import Any, Final
+from collections import defaultdict
+from collections.abc import Iterable, Iterator
+from typing import TYPE_CHECKING, Final
 
 import attrs
 
-from ._tally import Tally
-from .bulk import BulkProgress, OutcomeStatus, PurchaseOutcome
-from .errors import ResponseParseError
-from .models import MobileNumberPurchase, NumberPurchase, PurchaseRequest
-from .retry import RetryPolicy
-from .sandbox import Faults, PurchaseRecord, Sandbox
+from twilio_numbers_async.bulk import OutcomeStatus, PurchaseOutcome
+from twilio_numbers_async.errors import ResponseParseError
+from twilio_numbers_async.models import MobileNumberPurchase, NumberPurchase, PurchaseRequest
+
+if TYPE_CHECKING:
+    from twilio_numbers_async.sandbox import PurchaseRecord
 
 __all__ = [
     "AREA_CODES",
     "MAX_COUNT",
     "Audit",
     "Claim",
-    "DemoReport",
-    "DemoSettings",
     "audit",
     "demo_requests",
-    "run_demo",
     "tag",
 ]
 
@@ -57,10 +54,6 @@ _UNAVAILABLE_NUMBER: Final = "+15005550000"
 # Given numbers come from +1 415 6xx xxxx: the sandbox's 415 stock is +1 415 555 xxxx, so an
 # area-code purchase never takes a number the demo asks for by name.
 _GIVEN_FIRST: Final = 6_000_000
-# Fast enough for a demo, patient enough for the faults: a Retry-After still wins over these.
-_RETRY: Final = RetryPolicy(max_attempts=6, initial_delay=0.05, max_delay=1.0, max_elapsed=30.0)
-# Below Faults.demo()'s slow answers (1 s), so that some attempts time out, as on a bad day.
-_TIMEOUT: Final = 0.5
 
 
 def tag(index: int) -> str:
@@ -166,122 +159,4 @@ def audit(claims: Iterable[Claim], purchases: Iterable[PurchaseRecord]) -> Audit
         double_purchases=tuple(sorted(name for name, sales in sold.items() if len(sales) > 1)),
         untracked_purchases=tuple(sorted(untracked)),
         phantom_purchases=tuple(sorted(phantom)),
-    )
-
-
-# --- the run --------------------------------------------------------------------------------
-
-
-@attrs.frozen(kw_only=True)
-class DemoSettings:
-    """How big and how rough the demo is."""
-
-    count: int = 300
-    faults: Faults = attrs.Factory(Faults.demo)
-    #: How the faults were asked for (``"demo"``, ``"none"``, ``"rate_limited=0.1"``...).
-    faults_label: str = "demo"
-    seed: int = 0
-    concurrency: int = 16
-    #: Purchases per second allowed by the client's token bucket; ``None``: no limit.
-    rate: float | None = None
-
-
-@attrs.frozen(kw_only=True)
-class DemoReport:
-    """What the demo did and what its audit found."""
-
-    settings: DemoSettings
-    tally: Tally
-    audit: Audit
-    elapsed: float
-    #: Purchases the sandbox recorded (bought outcomes, plus any behind "unknown" ones).
-    sold_by_sandbox: int
-    #: Faults the sandbox injected, by name.
-    faults_injected: dict[str, int]
-
-    @property
-    def purchases_per_s(self) -> float:
-        """Numbers bought per second of the bulk purchase."""
-        return self.tally.progress.bought / self.elapsed if self.elapsed > 0 else 0.0
-
-    def to_json(self) -> dict[str, Any]:
-        """The report as one JSON object (what ``demo --json`` prints)."""
-        progress, found = self.tally.progress, self.audit
-        return {
-            "requested": self.settings.count,
-            "purchased": progress.bought,
-            "failed": progress.failed,
-            "unknown": progress.unknown,
-            "failed_by_reason": dict(self.tally.failed_by_reason.most_common()),
-            "reconciled": self.tally.reconciled,
-            "retries": self.tally.retries,
-            "rate_limited": self.tally.rate_limited,
-            "double_purchases": len(found.double_purchases),
-            "untracked_purchases": len(found.untracked_purchases),
-            "phantom_purchases": len(found.phantom_purchases),
-            "audit_passed": found.passed,
-            "audit_findings": attrs.asdict(found),
-            "sold_by_sandbox": self.sold_by_sandbox,
-            "faults_injected": self.faults_injected,
-            "elapsed_s": round(self.elapsed, 3),
-            "purchases_per_s": round(self.purchases_per_s, 1),
-            "seed": self.settings.seed,
-            "faults": self.settings.faults_label,
-            "concurrency": self.settings.concurrency,
-            "rate_limit": self.settings.rate,
-        }
-
-
-def _timeout(faults: Faults) -> float:
-    # Latency the user asked for is not a fault to time out on: add room for it.
-    latency = faults.latency
-    return _TIMEOUT + 2 * (max(latency) if isinstance(latency, tuple) else latency)
-
-
-async def run_demo(
-    settings: DemoSettings, *, on_outcome: Callable[[BulkProgress], None] | None = None
-) -> DemoReport:
-    """Run the demo: start a sandbox, buy ``settings.count`` numbers from it, audit the result.
-
-    ``on_outcome`` is called with the counters after each outcome (for a progress bar).
-    """
-    requests = demo_requests(settings.count)  # checks count before anything starts
-    tally = Tally()
-    claims: list[Claim] = []
-    sandbox = Sandbox(
-        faults=settings.faults,
-        seed=settings.seed,
-        # Enough stock in each area code that the demo never runs out by accident.
-        area_code_stock=max(1000, settings.count),
-    )
-    loop = asyncio.get_running_loop()
-    async with sandbox:
-        client = sandbox.client(
-            retry=_RETRY,
-            timeout=_timeout(settings.faults),
-            rate_limit=settings.rate,
-            max_concurrency=settings.concurrency,
-            on_retry=tally.on_retry,
-        )
-        async with client:
-            started = loop.time()
-            outcomes = client.purchase_many(
-                requests, concurrency=settings.concurrency, progress=tally.progress
-            )
-            async with contextlib.aclosing(outcomes):
-                async for outcome in outcomes:
-                    tally.add(outcome)
-                    claims.append(Claim.of(outcome))
-                    if on_outcome is not None:
-                        on_outcome(tally.progress)
-            elapsed = loop.time() - started
-        purchases = sandbox.purchases
-        injected = Counter(record.fault for record in sandbox.requests if record.fault)
-    return DemoReport(
-        settings=settings,
-        tally=tally,
-        audit=audit(claims, purchases),
-        elapsed=elapsed,
-        sold_by_sandbox=len(purchases),
-        faults_injected=dict(sorted(injected.items())),
     )

@@ -25,7 +25,7 @@ from rich.progress import (
 from rich.table import Table
 from rich.text import Text
 
-from .bulk import BulkProgress
+from twilio_numbers_async.bulk import BulkProgress
 
 __all__ = ["Output"]
 
@@ -49,11 +49,14 @@ class Output:
         # highlight=False: rich would colour numbers and SIDs in arbitrary text.
         self.console = console or Console(highlight=False)
         self.interactive = self.console.is_terminal and not json_mode
+        #: Whether the one JSON document of this run is out.
+        self.printed_json = False
 
     def json(self, document: Mapping[str, Any]) -> None:
         """Print ``document`` as the one JSON document of this run."""
         sys.stdout.write(json.dumps(document, indent=2, default=str) + "\n")
         sys.stdout.flush()
+        self.printed_json = True
 
     def line(self, text: str = "", *, style: str | None = None) -> None:
         """Print a line of text, as is (no markup is read in it)."""

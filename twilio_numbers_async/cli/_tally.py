@@ -6,11 +6,11 @@ from collections import Counter
 
 import attrs
 
-from .bulk import BulkProgress, OutcomeStatus, PurchaseOutcome
-from .errors import RateLimitedError, TwilioApiError, TwilioNumbersError
-from .retry import RetryEvent
+from twilio_numbers_async.bulk import BulkProgress, OutcomeStatus, PurchaseOutcome
+from twilio_numbers_async.errors import RateLimitedError, TwilioApiError, TwilioNumbersError
+from twilio_numbers_async.retry import RetryEvent
 
-__all__ = ["Tally", "brief", "failure_reason", "one_line"]
+__all__ = ["Tally", "brief", "failure_reason", "one_line", "summary_rows"]
 
 
 def failure_reason(error: TwilioNumbersError | None) -> str:
@@ -75,3 +75,21 @@ def _explain(error: TwilioNumbersError) -> str:
     if isinstance(error, TwilioApiError):
         return error.hint or error.message or f"HTTP {error.status}"
     return one_line(error)
+
+
+def summary_rows(tally: Tally, *, unknown: str) -> list[tuple[str, str, str]]:
+    """The rows of a summary table that demo and bulk share: outcomes, failures by reason,
+    retries; ``unknown`` explains the unknown outcomes, when there are some."""
+    progress = tally.progress
+    reconciled = f"{tally.reconciled} reconciled: found on the account after a lost answer"
+    return [
+        ("bought", str(progress.bought), reconciled if tally.reconciled else ""),
+        ("failed", str(progress.failed), "by reason:" if progress.failed else ""),
+        *(
+            (f"  {reason}", str(count), tally.explanations.get(reason, ""))
+            for reason, count in tally.failed_by_reason.most_common()
+        ),
+        ("unknown", str(progress.unknown), unknown if progress.unknown else ""),
+        ("retries", str(tally.retries), "of purchases and look-ups"),
+        ("429s honoured", str(tally.rate_limited), "each paused the whole client"),
+    ]

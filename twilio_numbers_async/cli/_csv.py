@@ -20,9 +20,10 @@ from typing import Any, Final
 
 import attrs
 
+from twilio_numbers_async.errors import RequestValidationError
+from twilio_numbers_async.models import PurchaseRequest
+
 from ._fields import build_request, optional_fields
-from .errors import RequestValidationError
-from .models import PurchaseRequest
 
 __all__ = ["MOBILE_COLUMN", "CsvError", "CsvProblem", "check_csv", "columns", "read_requests"]
 

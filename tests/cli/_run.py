@@ -1,0 +1,164 @@
+"""Running the CLI as a user runs it (a subprocess, with an environment the test chose), and
+the files it reads.
+
+Commands that need a Twilio get a :class:`Sandbox` served from the test's own event loop, and
+the CLI runs through ``asyncio.create_subprocess_exec`` so that the sandbox keeps serving.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import re
+import subprocess
+import sys
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+import attrs
+
+from twilio_numbers_async.sandbox import Sandbox
+
+__all__ = [
+    "MIXED_CSV",
+    "OFFLINE",
+    "Run",
+    "clean_env",
+    "cli_argv",
+    "documented",
+    "read_until",
+    "run_cli",
+    "run_cli_async",
+    "sandbox_env",
+    "until",
+    "write",
+]
+
+
+@attrs.frozen
+class Run:
+    code: int
+    stdout: str
+    stderr: str
+
+    def json(self) -> Any:
+        return json.loads(self.stdout)
+
+
+def clean_env(**extra: str) -> dict[str, str]:
+    """The test's environment without any Twilio credentials, plus ``extra``."""
+    env = {name: value for name, value in os.environ.items() if not name.startswith("TWILIO_")}
+    return {**env, **extra}
+
+
+def sandbox_env(sandbox: Sandbox) -> dict[str, str]:
+    return clean_env(TWILIO_ACCOUNT_SID=sandbox.account_sid, TWILIO_AUTH_TOKEN=sandbox.auth_token)
+
+
+#: The CLI with the network cut off beyond this machine: a host name other than loopback
+#: looked up, or a connection to another machine, fails (the client reports it as a connection
+#: failure). A test that expects the CLI to stop before sending anything to Twilio runs it so:
+#: were the CLI wrong, the test would see it fail rather than reach the internet.
+OFFLINE = """\
+import ipaddress, socket, sys
+
+def loopback(host):
+    try:
+        return host == "localhost" or ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+def guard(real, host_of):
+    def guarded(*args, **kwargs):
+        if not loopback(host_of(args)):
+            raise OSError("no network beyond loopback in this test")
+        return real(*args, **kwargs)
+    return guarded
+
+socket.getaddrinfo = guard(socket.getaddrinfo, lambda args: args[0])
+socket.socket.connect = guard(socket.socket.connect, lambda args: args[1][0])
+socket.socket.connect_ex = guard(socket.socket.connect_ex, lambda args: args[1][0])
+from twilio_numbers_async.cli import main
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def cli_argv(*args: str, offline: bool = False) -> list[str]:
+    """The command that runs the CLI with ``args``, with the network cut off if ``offline``."""
+    if offline:
+        return [sys.executable, "-c", OFFLINE, *args]
+    return [sys.executable, "-m", "twilio_numbers_async", *args]
+
+
+def run_cli(*args: str, env: Mapping[str, str] | None = None, offline: bool = False) -> Run:
+    """The CLI in a subprocess, for commands that need no server from this test. Its stdin is
+    not a terminal (nor is anything else)."""
+    done = subprocess.run(  # noqa: S603 - our own module, with arguments the test chose
+        cli_argv(*args, offline=offline),
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        env=clean_env() if env is None else dict(env),
+        timeout=60,
+        check=False,
+    )
+    return Run(done.returncode, done.stdout, done.stderr)
+
+
+async def run_cli_async(*args: str, env: Mapping[str, str], offline: bool = False) -> Run:
+    """The CLI in a subprocess, while this test's event loop keeps a sandbox serving."""
+    process = await asyncio.create_subprocess_exec(
+        *cli_argv(*args, offline=offline),
+        stdin=asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        env=dict(env),
+    )
+    stdout, stderr = await asyncio.wait_for(process.communicate(), timeout=60)
+    assert process.returncode is not None
+    return Run(process.returncode, stdout.decode(), stderr.decode())
+
+
+async def until(condition: Callable[[], bool]) -> None:
+    """Return once ``condition()`` holds. The sandbox records what it serves but signals
+    nothing: a test looks at its records, from the loop that serves it, so that nothing it
+    serves can slip between the look and what the test does next."""
+    async with asyncio.timeout(30):
+        while not condition():  # noqa: ASYNC110
+            await asyncio.sleep(0.01)
+
+
+async def read_until(stream: asyncio.StreamReader, marker: str) -> list[str]:
+    lines: list[str] = []
+    while not lines or marker not in lines[-1]:
+        line = await asyncio.wait_for(stream.readline(), timeout=30)
+        assert line, f"the sandbox exited early; it printed {lines}"
+        lines.append(line.decode())
+    return lines
+
+
+def documented(info: str) -> str:
+    """The first code block of docs/cli.md marked ``info`` (such as ``json``)."""
+    text = (Path(__file__).parents[2] / "docs" / "cli.md").read_text(encoding="utf-8")
+    match = re.search(rf"^```{info}\n(.*?)^```$", text, flags=re.MULTILINE | re.DOTALL)
+    assert match is not None, f"docs/cli.md has no ```{info} block"
+    return match.group(1)
+
+
+MIXED_CSV = """\
+phone_number,area_code,friendly_name,sms_url,voice_caller_id_lookup,mobile
++14156000001,,row-2,https://example.com/sms,true,
+,415,row-3,,,
+
++447700900001,,row-5,,,yes
++15005550000,,row-6,,,
+,533,row-7,,,
+"""
+
+
+def write(tmp_path: Path, text: str, name: str = "numbers.csv") -> Path:
+    path = tmp_path / name
+    path.write_text(text, encoding="utf-8")
+    return path

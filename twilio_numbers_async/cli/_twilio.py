@@ -1,0 +1,110 @@
+"""The client that ``buy`` and ``bulk`` buy through, and the go-ahead before anything is sent.
+
+Credentials come from the ``TWILIO_*`` environment, the host from ``--base-url``, else
+``TWILIO_BASE_URL``, else Twilio (``TWILIO_EDGE``/``TWILIO_REGION`` pick its host). Before any
+request, :func:`connect` says on stderr where requests go; to anywhere but this machine (a
+purchase there may be real) it asks first, or wants ``--yes``.
+
+It runs before the event loop starts (see ``_main``), so that Ctrl-C stops a prompt at once.
+"""
+
+from __future__ import annotations
+
+import enum
+import os
+import sys
+from argparse import Namespace
+from typing import Any, Final
+from urllib.parse import urlsplit
+
+import attrs
+
+from twilio_numbers_async._sids import is_loopback_host
+from twilio_numbers_async.client import TwilioNumbersClient
+
+from ._errors import CREDENTIAL_VARIABLES, PROG, UsageError, say
+
+__all__ = ["BASE_URL_VARIABLE", "Destination", "connect"]
+
+#: The environment variable read as ``--base-url`` is (the option wins).
+BASE_URL_VARIABLE: Final = "TWILIO_BASE_URL"
+_YES: Final = frozenset({"y", "yes"})
+
+
+class _Host(enum.Enum):
+    LOOPBACK = "loopback"
+    TWILIO = "twilio"
+    ELSEWHERE = "elsewhere"
+
+
+@attrs.frozen
+class Destination:
+    """Where a client's requests go, as the user should hear it."""
+
+    url: str
+    host: _Host
+
+    @classmethod
+    def of(cls, base_url: str) -> Destination:
+        """The destination of a client whose base URL is ``base_url``."""
+        hostname = (urlsplit(base_url).hostname or "").lower()
+        if is_loopback_host(hostname):
+            return cls(base_url, _Host.LOOPBACK)
+        if hostname == "twilio.com" or hostname.endswith(".twilio.com"):
+            return cls(base_url, _Host.TWILIO)
+        return cls(base_url, _Host.ELSEWHERE)
+
+    @property
+    def may_be_real(self) -> bool:
+        """Whether a purchase there may spend money: anywhere but this machine."""
+        return self.host is not _Host.LOOPBACK
+
+    def __str__(self) -> str:
+        if self.host is _Host.LOOPBACK:
+            return f"{self.url}, on this machine (a sandbox, or a proxy you run)"
+        if self.host is _Host.TWILIO:
+            return f"Twilio ({self.url}): real purchases"
+        return f"{self.url}, on another machine: purchases there may be real"
+
+
+def connect(args: Namespace, *, purchase: str, **settings: Any) -> TwilioNumbersClient:
+    """The client for a command that buys, from the environment and ``--base-url``;
+    ``settings`` go to the client.
+
+    Says on stderr where its requests go. Unless that is this machine, asks the user to
+    confirm ``purchase`` (such as ``"buy +14155550100"``) or needs ``--yes``, and raises
+    :class:`UsageError` without it: nothing has been sent then.
+    """
+    env = os.environ
+    key_pair = env.get("TWILIO_API_KEY") and env.get("TWILIO_API_SECRET")
+    if not env.get("TWILIO_ACCOUNT_SID") or not (env.get("TWILIO_AUTH_TOKEN") or key_pair):
+        raise UsageError(f"no Twilio credentials: set {CREDENTIAL_VARIABLES} in the environment")
+    base_url = args.base_url or env.get(BASE_URL_VARIABLE) or None
+    try:
+        client = TwilioNumbersClient.from_env(base_url=base_url, **settings)
+    except ValueError as exc:  # a malformed SID or base URL: messages that name no secret
+        raise UsageError(f"can't use these settings: {exc}") from exc
+    destination = Destination.of(client.base_url)
+    say(f"requests go to {destination}")
+    if destination.may_be_real and not args.yes:
+        account = args.account_sid or client.account_sid
+        _confirm(f"{purchase} on account {account}, at {destination.url}")
+    return client
+
+
+def _confirm(question: str) -> None:
+    if sys.stdin is None or not sys.stdin.isatty():
+        raise UsageError(
+            f"not confirmed: {question} may spend money, and stdin is not a terminal to ask "
+            "on; add --yes to go ahead. Nothing was sent"
+        )
+    try:
+        # On stderr, as the answer comes from the terminal: stdout may be a file of --json.
+        sys.stderr.write(f"{PROG}: {question}? [y/N] ")
+        sys.stderr.flush()
+        answer = sys.stdin.readline()
+    except KeyboardInterrupt:  # Ctrl-C at the question is a "no"
+        answer = ""
+        sys.stderr.write("\n")
+    if answer.strip().lower() not in _YES:
+        raise UsageError("not confirmed: nothing was sent")
