@@ -53,7 +53,7 @@ def write_journal(path: Path, count: int) -> None:
 
 
 def _child(path: str) -> dict[str, Any]:
-    from twilio_numbers_async._journal import Journal
+    from twilio_numbers_async.bulk._journal import Journal
 
     baseline = _peak_rss_mb()
     started = time.perf_counter()

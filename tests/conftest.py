@@ -13,6 +13,8 @@ from yarl import URL
 
 from twilio_numbers_async import PurchaseRequest, RetryPolicy, TwilioNumbersClient
 from twilio_numbers_async._purchase import PurchaseResult
+from twilio_numbers_async._serde import number_from_json
+from twilio_numbers_async.models import IncomingPhoneNumber
 from twilio_numbers_async.sandbox import Sandbox
 
 ACCOUNT_SID = "AC" + "0123456789abcdef" * 2
@@ -83,8 +85,14 @@ def fake_time() -> FakeTime:
 
 @pytest.fixture
 async def client(fake_time: FakeTime) -> AsyncIterator[TwilioNumbersClient]:
+    # A mocked Twilio answers what each test scripts: an area code is POSTed as it is, with no
+    # search first (tests of area codes bought through a search use the sandbox).
     async with TwilioNumbersClient(
-        ACCOUNT_SID, AUTH_TOKEN, rate_limit=None, retry=fake_time.policy(random=lambda: 0.5)
+        ACCOUNT_SID,
+        AUTH_TOKEN,
+        rate_limit=None,
+        retry=fake_time.policy(random=lambda: 0.5),
+        area_codes="direct",
     ) as client:
         yield client
 
@@ -130,6 +138,11 @@ def resource(**overrides: Any) -> dict[str, Any]:
     }
     body.update(overrides)
     return body
+
+
+def bought_number(**overrides: Any) -> IncomingPhoneNumber:
+    """An ``IncomingPhoneNumber`` as a 201 gives it, with ``overrides`` to its properties."""
+    return number_from_json(resource(**overrides))
 
 
 def twilio_error(code: int, status: int = 400, message: str = "error") -> dict[str, Any]:

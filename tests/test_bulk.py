@@ -20,10 +20,10 @@ from twilio_numbers_async import (
     TwilioApiError,
     TwilioNumbersClient,
 )
-from twilio_numbers_async._journal import Journal
 from twilio_numbers_async._serde import encode_form
 from twilio_numbers_async._transport import Request, Response
 from twilio_numbers_async.bulk import BulkProgress, OutcomeStatus
+from twilio_numbers_async.bulk._journal import Journal
 
 from .conftest import (
     ACCOUNT_SID,
@@ -412,7 +412,12 @@ async def test_a_job_failing_unforeseen_after_its_post_is_reported_unknown(
             pass
 
     async with TwilioNumbersClient(
-        ACCOUNT_SID, AUTH_TOKEN, rate_limit=None, retry=fake_time.policy(), transport=Breaking()
+        ACCOUNT_SID,
+        AUTH_TOKEN,
+        area_codes="direct",
+        rate_limit=None,
+        retry=fake_time.policy(),
+        transport=Breaking(),
     ) as client:
         outcomes = await collect(client.purchase_many([NumberPurchase(area_code="415")]))
     assert [o.status for o in outcomes] == [OutcomeStatus.UNKNOWN]
@@ -431,7 +436,11 @@ async def test_a_failure_in_doubt_is_looked_up_before_the_next_run_sends_it(
     twilio.post(NUMBERS_URL, status=500, payload=twilio_error(20500, 500), repeat=True)
     twilio.get(find, payload=page(), repeat=True)
     async with TwilioNumbersClient(
-        ACCOUNT_SID, AUTH_TOKEN, rate_limit=None, retry=fake_time.policy(max_attempts=2)
+        ACCOUNT_SID,
+        AUTH_TOKEN,
+        area_codes="direct",
+        rate_limit=None,
+        retry=fake_time.policy(max_attempts=2),
     ) as first_client:
         (first,) = await collect(first_client.purchase_many([request], journal=journal))
     assert first.status is OutcomeStatus.FAILED
@@ -442,7 +451,7 @@ async def test_a_failure_in_doubt_is_looked_up_before_the_next_run_sends_it(
     twilio.post(NUMBERS_URL, status=400, payload=twilio_error(21422))
     twilio.get(find, payload=page(resource()))
     async with TwilioNumbersClient(
-        ACCOUNT_SID, AUTH_TOKEN, rate_limit=None, retry=fake_time.policy()
+        ACCOUNT_SID, AUTH_TOKEN, area_codes="direct", rate_limit=None, retry=fake_time.policy()
     ) as second_client:
         (second,) = await collect(second_client.purchase_many([request], journal=journal))
     assert (second.status, second.reconciled, second.from_journal) == (

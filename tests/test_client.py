@@ -34,6 +34,7 @@ from twilio_numbers_async.models import MobileNumberPurchaseFields, NumberPurcha
 from .conftest import (
     ACCOUNT_SID,
     AUTH_TOKEN,
+    BASE,
     MOBILE_URL,
     NUMBERS_URL,
     FakeTime,
@@ -140,7 +141,7 @@ async def test_an_api_key_signs_requests_and_the_account_stays_in_the_path(
 ) -> None:
     twilio.post(NUMBERS_URL, status=201, payload=resource())
     async with TwilioNumbersClient(
-        ACCOUNT_SID, api_key=API_KEY, api_secret=API_SECRET, rate_limit=None
+        ACCOUNT_SID, api_key=API_KEY, api_secret=API_SECRET, rate_limit=None, area_codes="direct"
     ) as client:
         await client.create_incoming_phone_number(area_code="500")
     headers = only_call(twilio, "POST", NUMBERS_URL).kwargs["headers"]
@@ -217,17 +218,35 @@ async def test_a_non_json_error_page_becomes_an_api_error(
     assert "\n" not in cause.message
 
 
-async def test_an_unreadable_201_still_names_the_number_bought(
+async def test_an_unreadable_201_naming_its_sid_is_fetched(
     client: TwilioNumbersClient, twilio: MockTwilio
 ) -> None:
     body = '{"sid": "PN' + "2" * 32 + '", "date_created": "yesterday"}'
     twilio.post(NUMBERS_URL, status=201, body=body)
-    with pytest.raises(ResponseParseError) as caught:
+    twilio.get(
+        f"{BASE}/IncomingPhoneNumbers/PN{'2' * 32}.json", payload=resource(sid="PN" + "2" * 32)
+    )
+    number = await client.create_incoming_phone_number(area_code="415")
+    assert number.sid == "PN" + "2" * 32
+    assert len(twilio.sent("POST", NUMBERS_URL)) == 1, "a 201 is never retried"
+
+
+async def test_an_unreadable_201_that_cant_be_fetched_is_unknown_and_names_the_number(
+    client: TwilioNumbersClient, twilio: MockTwilio
+) -> None:
+    body = '{"sid": "PN' + "2" * 32 + '", "date_created": "yesterday"}'
+    twilio.post(NUMBERS_URL, status=201, body=body)
+    twilio.get(
+        f"{BASE}/IncomingPhoneNumbers/PN{'2' * 32}.json",
+        status=403,
+        payload=twilio_error(20403, 403),
+    )
+    with pytest.raises(PurchaseOutcomeUnknownError) as caught:
         await client.create_incoming_phone_number(area_code="415")
-    assert caught.value.status == 201
-    assert caught.value.sid == "PN" + "2" * 32
-    assert caught.value.body == body
-    assert "date_created" in str(caught.value)
+    cause = caught.value.cause
+    assert isinstance(cause, ResponseParseError)
+    assert (cause.status, cause.sid, cause.body) == (201, "PN" + "2" * 32, body)
+    assert "date_created" in str(cause)
     assert len(twilio.sent("POST", NUMBERS_URL)) == 1, "a 201 is never retried"
 
 
@@ -366,7 +385,7 @@ def test_construction_needs_no_event_loop() -> None:
 
 
 async def test_a_closed_client_refuses_requests(twilio: MockTwilio) -> None:
-    client = TwilioNumbersClient(ACCOUNT_SID, AUTH_TOKEN, rate_limit=None)
+    client = TwilioNumbersClient(ACCOUNT_SID, AUTH_TOKEN, rate_limit=None, area_codes="direct")
     twilio.post(NUMBERS_URL, status=201, payload=resource())
     await client.create_incoming_phone_number(area_code="500")
     await client.aclose()
@@ -383,7 +402,7 @@ async def test_a_session_passed_in_is_used_and_left_open(twilio: MockTwilio) -> 
     twilio.post(NUMBERS_URL, status=201, payload=resource())
     async with aiohttp.ClientSession(headers={"X-Session": "the caller's"}) as session:
         async with TwilioNumbersClient(
-            ACCOUNT_SID, AUTH_TOKEN, session=session, rate_limit=None
+            ACCOUNT_SID, AUTH_TOKEN, area_codes="direct", session=session, rate_limit=None
         ) as client:
             await client.create_incoming_phone_number(area_code="500")
         assert not session.closed
@@ -407,7 +426,7 @@ async def test_a_shared_in_flight_cap_is_used_as_given(twilio: MockTwilio) -> No
     slots: Any = Slots()
     assert isinstance(slots, contextlib.AbstractAsyncContextManager)
     async with TwilioNumbersClient(
-        ACCOUNT_SID, AUTH_TOKEN, max_concurrency=slots, rate_limit=None
+        ACCOUNT_SID, AUTH_TOKEN, area_codes="direct", max_concurrency=slots, rate_limit=None
     ) as client:
         await client.create_incoming_phone_number(area_code="500")
         await client.create_incoming_phone_number(area_code="500")
@@ -418,7 +437,7 @@ async def test_the_client_closes_the_session_it_made(twilio: MockTwilio) -> None
     twilio.post(NUMBERS_URL, status=201, payload=resource())
     transport = AiohttpTransport()
     async with TwilioNumbersClient(
-        ACCOUNT_SID, AUTH_TOKEN, rate_limit=None, transport=transport
+        ACCOUNT_SID, AUTH_TOKEN, area_codes="direct", rate_limit=None, transport=transport
     ) as client:
         await client.create_incoming_phone_number(area_code="500")
         session = transport._session
@@ -452,7 +471,11 @@ async def test_no_secret_in_repr_errors_or_logs(
     seen: list[str] = []
     for auth in ({"auth_token": AUTH_TOKEN}, {"api_key": API_KEY, "api_secret": API_SECRET}):
         async with TwilioNumbersClient(
-            ACCOUNT_SID, retry=fake_time.policy(max_attempts=2), rate_limit=None, **auth
+            ACCOUNT_SID,
+            retry=fake_time.policy(max_attempts=2),
+            rate_limit=None,
+            area_codes="direct",
+            **auth,
         ) as client:
             seen += [repr(client), str(client)]
             with pytest.raises(TwilioApiError) as caught:
@@ -521,7 +544,12 @@ async def test_paging_keeps_the_base_urls_path(fake_time: FakeTime, twilio: Mock
     )
     twilio.get(f"{base}{next_uri}", payload=page(resource()))
     async with TwilioNumbersClient(
-        ACCOUNT_SID, AUTH_TOKEN, base_url=base, rate_limit=None, retry=fake_time.policy()
+        ACCOUNT_SID,
+        AUTH_TOKEN,
+        area_codes="direct",
+        base_url=base,
+        rate_limit=None,
+        retry=fake_time.policy(),
     ) as client:
         found = await client.find_incoming_phone_number("+15005550006")
     assert found is not None

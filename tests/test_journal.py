@@ -34,7 +34,6 @@ from twilio_numbers_async import (
     TwilioNumbersClient,
     TwilioNumbersError,
 )
-from twilio_numbers_async._journal import Journal
 from twilio_numbers_async._serde import (
     ErrorRecord,
     OutcomeRecord,
@@ -46,6 +45,7 @@ from twilio_numbers_async._serde import (
     read_journal_line,
 )
 from twilio_numbers_async.bulk import OutcomeStatus
+from twilio_numbers_async.bulk._journal import Journal
 
 from .conftest import ACCOUNT_SID, NUMBERS_URL, MockTwilio, page, resource
 
@@ -485,7 +485,9 @@ async def test_a_journal_written_by_the_released_code_resumes(
         2: OutcomeStatus.BOUGHT,
         3: OutcomeStatus.BOUGHT,
         4: OutcomeStatus.FAILED,
-        8: OutcomeStatus.BOUGHT,
+        # Recorded "bought" with no number (a 2xx that could not be read): with nothing to show,
+        # this version reads it as an outcome to check on the account.
+        8: OutcomeStatus.UNKNOWN,
         9: OutcomeStatus.UNKNOWN,
         10: OutcomeStatus.UNKNOWN,
         12: OutcomeStatus.BOUGHT,
@@ -494,7 +496,6 @@ async def test_a_journal_written_by_the_released_code_resumes(
     number = outcomes[0].number
     assert number is not None
     assert number.extra == {"new_property": [1, 2]}
-    assert number.date_created is not None
     assert number.date_created.utcoffset() == -timedelta(hours=5)
     assert {outcomes[i].number.sid for i in (1, 2) if outcomes[i].number} == {
         "PN" + "2" * 32,
@@ -505,8 +506,9 @@ async def test_a_journal_written_by_the_released_code_resumes(
     assert isinstance(refused, TwilioApiError)
     assert (refused.code, refused.status, refused.method) == (21422, 400, "POST")
     unreadable = outcomes[8].error
-    assert isinstance(unreadable, ResponseParseError)
-    assert unreadable.sid == "PN" + "7" * 32
+    assert isinstance(unreadable, PurchaseOutcomeUnknownError)
+    assert isinstance(unreadable.cause, ResponseParseError)
+    assert unreadable.cause.sid == "PN" + "7" * 32, "the SID it named is kept, to check"
     unknown = outcomes[9].error
     assert isinstance(unknown, PurchaseOutcomeUnknownError)
     assert unknown.request == requests[9]

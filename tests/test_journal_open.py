@@ -21,7 +21,7 @@ from twilio_numbers_async import (
     PurchaseOutcome,
     TwilioNumbersClient,
 )
-from twilio_numbers_async._journal import Journal
+from twilio_numbers_async.bulk._journal import Journal
 
 from .conftest import NUMBERS_URL, MockTwilio, resource
 

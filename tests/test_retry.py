@@ -150,6 +150,7 @@ class RecordingLimiter:
 def make_client(fake_time: FakeTime, **kwargs: Any) -> TwilioNumbersClient:
     policy = kwargs.pop("retry", None) or fake_time.policy(random=lambda: 0.5)
     kwargs.setdefault("rate_limit", None)
+    kwargs.setdefault("area_codes", "direct")  # a mocked Twilio: no search first
     return TwilioNumbersClient(ACCOUNT_SID, AUTH_TOKEN, retry=policy, **kwargs)
 
 

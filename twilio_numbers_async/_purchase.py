@@ -7,27 +7,35 @@ back; the engine calls nothing above it. The rules (``retry.classify`` sorts the
 
 - not processed (429, connect failure): wait and send again; a 429 pauses the shared limiter so
   that every coroutine backs off, not only this one;
-- unknown (5xx, timeout, dropped connection, a 2xx naming no number): a ``phone_number``
-  purchase is looked up on the account before anything else is sent: owned means it was bought
-  (returned as *reconciled*), not owned means it is safe to send again. An ``area_code``
-  purchase can't be looked up, so it ends in :class:`PurchaseOutcomeUnknownError` rather than a
-  blind retry that could buy a second number;
+- unknown (5xx, timeout, dropped connection, a 2xx naming no number): the number is looked up
+  on the account before anything else is sent: owned means it was bought (returned as
+  *reconciled*), not owned means it is safe to send again;
 - a 21422 ("not available") after an unknown attempt most likely means that attempt bought it:
   look once more, and report the 21422 only if the number is not on the account;
-- when the retries run out after an unknown attempt, look one last time before giving up.
+- when the retries run out after an unknown attempt, look one last time before giving up;
+- a 2xx that can't be read but names its SID: fetch the number by SID.
 
-Everything (attempts, waits, look-ups, waits for a limiter token) spends one budget: the retry
-policy's ``max_elapsed`` from the start of the purchase.
+An area code is bought as a given number (``area_codes="search"``, the default): a candidate
+from a search (see ``_candidates``) is POSTed as ``PhoneNumber``, so that every rule above
+applies; a 21422 for a candidate nobody of ours may have bought means someone else took it:
+the next candidate, no doubt. With ``area_codes="direct"`` the area code is POSTed as it is,
+and an unknown outcome can't be looked up: it ends in :class:`PurchaseOutcomeUnknownError`
+rather than a blind retry that could buy a second number.
+
+Everything (attempts, waits, look-ups, searches, waits for a limiter token) spends one budget:
+the retry policy's ``max_elapsed`` from the start of the purchase.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Final, Literal
 
 import attrs
 
+from ._nanp import country_of_area_code
+from ._reads import Reads, Search
 from ._retrying import Budget, Retrier, Retryable
 from ._serde import encode_form, parse_number
 from .errors import (
@@ -36,23 +44,48 @@ from .errors import (
     TwilioApiError,
     TwilioNumbersError,
 )
+from .models import NumberPurchase, VoiceReceiveMode
 from .retry import FailureKind, classify
 
 if TYPE_CHECKING:
+    from ._candidates import CandidatePools
     from ._gateway import Gateway
     from ._settings import Settings
-    from .models import IncomingPhoneNumber, PurchaseRequest
+    from .models import IncomingPhoneNumber, MobileNumberPurchase, PurchaseRequest
 
-__all__ = ["BeforeSend", "Find", "Purchase", "PurchaseEngine", "PurchaseResult"]
+__all__ = [
+    "AreaCodes",
+    "BeforeSend",
+    "InDoubt",
+    "Purchase",
+    "PurchaseEngine",
+    "PurchaseResult",
+]
 
 logger = logging.getLogger("twilio_numbers_async")
 
-#: How the engine looks a number up: ``find(phone_number, account_sid, budget)``.
-Find = Callable[[str, str, Budget], Awaitable["IncomingPhoneNumber | None"]]
-#: Called with the request about to be POSTed, after every wait, just before it leaves.
+#: How an area code is bought: through a search ("search") or by POSTing it ("direct").
+AreaCodes = Literal["search", "direct"]
+#: Called with the request about to be POSTed (for an area code, its candidate as a given
+#: number), after every wait, just before it leaves.
 BeforeSend = Callable[["PurchaseRequest"], Awaitable[None]]
 
-_NOT_AVAILABLE = 21422
+_NOT_AVAILABLE: Final = 21422
+_NO_NUMBERS: Final = 21452
+#: Candidates one area-code purchase tries, each taken by someone else, before it gives up.
+_MOST_CANDIDATES: Final = 20
+#: Candidates one search of a pool asks for: enough that a search serves many purchases.
+_SEARCH_SIZE: Final = 100
+
+
+@attrs.frozen
+class InDoubt:
+    """An earlier attempt, outside this purchase, may already have bought it (a run that died
+    with it in flight): ``cause`` says why; ``phone_number`` is the number it was buying (for
+    an area code, its candidate), if known."""
+
+    cause: BaseException
+    phone_number: str | None = None
 
 
 @attrs.frozen(kw_only=True)
@@ -61,41 +94,55 @@ class PurchaseResult:
 
     number: IncomingPhoneNumber | None = None
     error: TwilioNumbersError | None = None
-    #: POSTs sent (look-ups not counted).
+    #: POSTs sent (look-ups and searches not counted).
     attempts: int = 0
     #: Whether the number was found on the account after an attempt of unknown outcome.
     reconciled: bool = False
     #: Whether some attempt's outcome was unknown and the last look-up did not find it: Twilio
     #: may yet show the number bought, so whoever sends it again must look first.
     in_doubt: bool = False
+    #: The number an area-code purchase was buying last (its candidate), if any.
+    candidate: str | None = None
 
 
 class PurchaseEngine:
-    """Buys numbers for one client through its gateway, retry loop and look-up."""
+    """Buys numbers for one client through its gateway, retry loop and look-ups."""
 
     def __init__(
-        self, *, gateway: Gateway, retrier: Retrier, find: Find, settings: Settings
+        self,
+        *,
+        gateway: Gateway,
+        retrier: Retrier,
+        reads: Reads,
+        pools: CandidatePools,
+        settings: Settings,
+        area_codes: AreaCodes = "search",
     ) -> None:
         self.gateway = gateway
         self.retrier = retrier
-        self.find = find
+        self.reads = reads
+        self.pools = pools
         self.settings = settings
+        self.area_codes = area_codes
 
     def start(
         self,
-        request: PurchaseRequest,
+        request: NumberPurchase | MobileNumberPurchase,
         account_sid: str,
         *,
-        in_doubt: BaseException | None = None,
+        in_doubt: InDoubt | None = None,
         before_send: BeforeSend | None = None,
     ) -> Purchase:
-        """A purchase of ``request`` on ``account_sid``, ready to :meth:`~Purchase.run`.
-
-        ``in_doubt`` says why an earlier attempt, outside this purchase, may already have
-        bought the number (a run that died with it in flight): a given number is then looked up
-        before anything is sent, and an area code is reported as unknown at once.
-        """
+        """A purchase of ``request`` on ``account_sid``, ready to :meth:`~Purchase.run`."""
         return Purchase(self, request, account_sid, in_doubt, before_send)
+
+
+class _Taken(Exception):  # noqa: N818 - a signal inside the engine, never seen by callers
+    """A candidate was refused as not available, and nothing of ours may have bought it."""
+
+    def __init__(self, error: TwilioApiError) -> None:
+        super().__init__(str(error))
+        self.error = error
 
 
 class Purchase:
@@ -104,9 +151,9 @@ class Purchase:
     def __init__(
         self,
         engine: PurchaseEngine,
-        request: PurchaseRequest,
+        request: NumberPurchase | MobileNumberPurchase,
         account_sid: str,
-        in_doubt: BaseException | None,
+        in_doubt: InDoubt | None,
         before_send: BeforeSend | None,
     ) -> None:
         self._engine = engine
@@ -114,12 +161,12 @@ class Purchase:
         self.account_sid = account_sid
         self._in_doubt = in_doubt
         self._before_send = before_send
-        self._url = engine.settings.url(account_sid, request.endpoint)
-        self._body = encode_form(request)
         self.attempts = 0
         self.reconciled = False
-        #: Why an attempt's outcome is unknown, once one is: kept to the end, for the 21422
-        #: rule, the last look-up, and as the cause of a PurchaseOutcomeUnknownError.
+        #: The number being bought now: the request's, or the area code's candidate.
+        self._number: NumberPurchase | MobileNumberPurchase = request
+        #: Why the current number's outcome is unknown, once it is: kept to the end, for the
+        #: 21422 rule, the last look-up, and as the cause of a PurchaseOutcomeUnknownError.
         self._doubted: BaseException | None = None
         #: Whether a look-up must come before the next POST: an unknown outcome since the last
         #: look-up. A look-up that finds nothing clears it; a later 21422 still looks again.
@@ -129,23 +176,20 @@ class Purchase:
 
     @property
     def maybe_bought(self) -> bool:
-        """Whether this purchase may have bought its number so far: a POST left without an
-        answer that says otherwise, or an earlier attempt's outcome is in doubt."""
-        return self._unanswered or self._doubted is not None or self._in_doubt is not None
+        """Whether this purchase may have bought a number so far: a POST left without an
+        answer that says otherwise, or an attempt's outcome (or an earlier run's) is in doubt."""
+        return self._unanswered or self._doubted is not None
 
     async def run(self) -> PurchaseResult:
         """Carry the purchase out; raises nothing but cancellation."""
         budget = Budget.start(self._engine.retrier.policy)
         try:
-            if self._in_doubt is not None:
-                self._doubt(self._in_doubt)
-            number = await self._engine.retrier.run(
-                "purchase",
-                lambda: self._attempt(budget),
-                decide=self._decide,
-                give_up=lambda last: self._give_up(last, budget),
-                budget=budget,
-            )
+            if self.request.area_code is not None and self._engine.area_codes == "search":
+                number = await self._buy_in_area_code(budget)
+            else:
+                if self._in_doubt is not None:
+                    self._doubt(self._in_doubt.cause)
+                number = await self._buy(self.request, budget)
         except TwilioNumbersError as error:
             return self._result(error=error)
         return self._result(number=number)
@@ -156,35 +200,148 @@ class Purchase:
         number: IncomingPhoneNumber | None = None,
         error: TwilioNumbersError | None = None,
     ) -> PurchaseResult:
+        candidate = self._number.phone_number if self._number is not self.request else None
         return PurchaseResult(
             number=number,
             error=error,
             attempts=self.attempts,
             reconciled=self.reconciled,
             in_doubt=number is None and self._doubted is not None,
+            candidate=candidate,
         )
 
-    async def _attempt(self, budget: Budget) -> IncomingPhoneNumber:
+    # --- an area code, through a search ---------------------------------------------------
+
+    async def _buy_in_area_code(self, budget: Budget) -> IncomingPhoneNumber:
+        search = self._search()
+        pools = self._engine.pools
+        resumed = self._in_doubt
+        if resumed is not None and resumed.phone_number is None:
+            # An earlier run POSTed the area code itself (as "direct" does): whatever it bought
+            # can't be looked up, and a candidate bought now could be a second number.
+            raise PurchaseOutcomeUnknownError(
+                self.request, resumed.cause, account_sid=self.account_sid
+            )
+        taken: TwilioApiError | None = None
+        for _ in range(_MOST_CANDIDATES):
+            if resumed is not None and resumed.phone_number is not None:
+                # An earlier run was buying this candidate when it stopped: look it up first.
+                candidate: str | None = resumed.phone_number
+                pooled = False
+                self._doubted, self._look_first = resumed.cause, True
+            else:
+                candidate = await pools.take(search, self.account_sid, budget)
+                pooled = True
+            resumed = None
+            if candidate is None:
+                raise taken or self._no_numbers(search)
+            try:
+                return await self._buy(self._given(candidate), budget)
+            except _Taken as refused:
+                taken = refused.error  # someone else bought it first: the next candidate
+                self._doubted, self._look_first = None, False
+            finally:
+                if pooled:
+                    pools.done(search, self.account_sid, candidate)
+        assert taken is not None  # noqa: S101 - each turn of the loop returned, raised or set it
+        raise taken
+
+    def _given(self, candidate: str) -> NumberPurchase:
+        """The request, buying ``candidate``: every other field as the caller set it."""
+        assert isinstance(self.request, NumberPurchase)  # noqa: S101 - only one has area codes
+        return attrs.evolve(self.request, phone_number=candidate, area_code=None)
+
+    def _search(self) -> Search:
+        """The search for this request's candidates: its area code's country, and the
+        capabilities its fields imply (a number for an SMS webhook must receive SMS...)."""
+        request = self.request
+        assert request.area_code is not None  # noqa: S101 - only called for an area code
+        sms = request.sms_url is not None or request.sms_application_sid is not None
+        voice = request.voice_url is not None or request.voice_application_sid is not None
+        return Search(
+            country=country_of_area_code(request.area_code),
+            area_code=request.area_code,
+            sms_enabled=True if sms else None,
+            voice_enabled=True if voice else None,
+            fax_enabled=True if request.voice_receive_mode is VoiceReceiveMode.FAX else None,
+            limit=_SEARCH_SIZE,
+        )
+
+    def _no_numbers(self, search: Search) -> TwilioApiError:
+        return TwilioApiError(
+            status=400,
+            code=_NO_NUMBERS,
+            message=f"No phone numbers are available in area code {search.area_code}",
+            method="GET",
+            url=self._engine.settings.url(self.account_sid, search.endpoint()),
+        )
+
+    # --- a given number -------------------------------------------------------------------
+
+    async def _buy(
+        self, number: NumberPurchase | MobileNumberPurchase, budget: Budget
+    ) -> IncomingPhoneNumber:
+        self._number = number
+        url = self._engine.settings.url(self.account_sid, number.endpoint)
+        body = encode_form(number)
+        return await self._engine.retrier.run(
+            "purchase",
+            lambda: self._attempt(url, body, budget),
+            decide=self._decide,
+            give_up=lambda last: self._give_up(last, budget),
+            budget=budget,
+        )
+
+    async def _attempt(self, url: str, body: bytes, budget: Budget) -> IncomingPhoneNumber:
         if self._look_first:
             if (found := await self._reconcile(budget)) is not None:
                 return found
             self._look_first = False
         try:
             response = await self._engine.gateway.send(
-                "POST", self._url, self._body, budget=budget, before_send=self._sending
+                "POST", url, body, budget=budget, before_send=self._sending
             )
             return parse_number(response.status, response.body)
         except TwilioApiError as error:
-            if error.code != _NOT_AVAILABLE or self._doubted is None:
+            if error.code != _NOT_AVAILABLE:
+                raise
+            searched = self._number is not self.request
+            if self._doubted is None:
+                if searched:
+                    self._unanswered = False  # refused: this candidate was not bought
+                    raise _Taken(error) from None
                 raise
             # Most likely our own earlier attempt bought it.
-            if (found := await self._reconcile(budget)) is None:
+            if (found := await self._reconcile(budget)) is not None:
+                return found
+            if searched:
+                # Ours, not yet listed, or someone else's: only the account can tell, later.
+                raise PurchaseOutcomeUnknownError(
+                    self.request, self._doubted, account_sid=self.account_sid
+                ) from error
+            raise
+        except ResponseParseError as error:
+            if error.sid is None:
                 raise
-            return found
+            return await self._fetch_unreadable(error, budget)
+
+    async def _fetch_unreadable(
+        self, error: ResponseParseError, budget: Budget
+    ) -> IncomingPhoneNumber:
+        """A 2xx bought a number and named its SID, but could not be read: fetch it."""
+        assert error.sid is not None  # noqa: S101 - the caller checked
+        try:
+            number = await self._engine.reads.fetch(error.sid, self.account_sid, budget)
+        except Exception as exc:
+            raise PurchaseOutcomeUnknownError(
+                self.request, error, account_sid=self.account_sid
+            ) from exc
+        self.reconciled = True
+        return number
 
     async def _sending(self) -> None:
         if self._before_send is not None:
-            await self._before_send(self.request)
+            await self._before_send(self._number)
         self.attempts += 1
         self._unanswered = True
 
@@ -203,9 +360,9 @@ class Purchase:
 
     def _doubt(self, cause: BaseException) -> None:
         """Note that the purchase may have happened, because of ``cause``."""
-        if self.request.phone_number is None:
-            # An area-code purchase leaves nothing to look up: another POST could buy a second
-            # number.
+        if self._number.phone_number is None:
+            # An area code POSTed as it is leaves nothing to look up: another POST could buy a
+            # second number.
             raise PurchaseOutcomeUnknownError(
                 self.request, cause, account_sid=self.account_sid
             ) from cause
@@ -221,9 +378,10 @@ class Purchase:
     async def _reconcile(self, budget: Budget) -> IncomingPhoneNumber | None:
         """The number if the account owns it now; raises if the look-up itself fails."""
         assert self._doubted is not None  # noqa: S101 - only called after an unknown outcome
-        assert self.request.phone_number is not None  # noqa: S101 - _doubt() saw to that
+        phone_number = self._number.phone_number
+        assert phone_number is not None  # noqa: S101 - _doubt() saw to that
         try:
-            found = await self._engine.find(self.request.phone_number, self.account_sid, budget)
+            found = await self._engine.reads.find(phone_number, self.account_sid, budget)
         except Exception as exc:
             # Whatever stopped the look-up (Twilio, the network, a client closed meanwhile),
             # the purchase may have happened: that, not the look-up's failure, is the news.
@@ -234,7 +392,7 @@ class Purchase:
             self.reconciled = True
             logger.info(
                 "purchase of %s: found on %s after an attempt of unknown outcome",
-                self.request.phone_number,
+                phone_number,
                 self.account_sid,
             )
         return found

@@ -25,6 +25,7 @@ from urllib.parse import quote_plus
 
 import attrs
 import cattrs
+from attrs import AttrsInstance
 from cattrs.gen import make_dict_structure_fn, make_dict_unstructure_fn, override
 
 from ._sids import SID_PREFIXES, find_sid
@@ -40,6 +41,7 @@ from .errors import (
     TwilioNumbersError,
 )
 from .models import (
+    AvailablePhoneNumber,
     Capabilities,
     IncomingPhoneNumber,
     MobileNumberPurchase,
@@ -68,6 +70,7 @@ __all__ = [
     "journal_line",
     "number_from_json",
     "number_to_json",
+    "parse_available_numbers",
     "parse_error_body",
     "parse_number",
     "parse_number_page",
@@ -77,6 +80,7 @@ __all__ = [
 ]
 
 _T = TypeVar("_T")
+_R = TypeVar("_R", bound=AttrsInstance)
 _Hook = Callable[[Any, Any], Any]
 
 _converter: Final = cattrs.Converter(detailed_validation=True, forbid_extra_keys=False)
@@ -248,60 +252,85 @@ def _read_capabilities(value: Mapping[str, Any]) -> Capabilities:
     return _capabilities_fn({key.lower(): flag for key, flag in value.items()}, Capabilities)
 
 
-def _response_hook(field: attrs.Attribute[Any]) -> _Hook:
-    """The hook that reads one property of :class:`IncomingPhoneNumber`."""
+def _float_hook(value: Any, _: Any) -> float | None:
+    # The spec says number; Twilio's own example sends "19.720000". Both are read.
+    if value is None or value == "":
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float | str):
+        raise TypeError(f"expected a number, got {type(value).__name__}")
+    number = float(value)
+    if not math.isfinite(number):
+        raise ValueError(f"{value!r} is not a finite number")
+    return number
+
+
+def _property_hook(owner: type, field: attrs.Attribute[Any]) -> _Hook:
+    """The hook that reads one property of a resource Twilio describes."""
     if "sid" in field.metadata:
         return _sid_hook(field.metadata["sid"])
     if "uri" in field.metadata:
         return _url_hook
-    members = [arg for arg in get_args(field.type) if isinstance(arg, type)]
+    members = [arg for arg in get_args(field.type) or (field.type,) if isinstance(arg, type)]
     for kind in members:
         if issubclass(kind, enum.StrEnum):
             return _enum_or_str_hook(kind)
     simple: dict[type, _Hook] = {
         bool: _bool_hook,
         datetime: _datetime_hook,
+        float: _float_hook,
         Capabilities: _capabilities_hook,
         str: _str_hook,
     }
     for kind in members:
         if kind in simple:
             return simple[kind]
-    raise TypeError(f"no hook for IncomingPhoneNumber.{field.name}: {field.type!r}")
+    raise TypeError(f"no hook for {owner.__name__}.{field.name}: {field.type!r}")
 
 
-attrs.resolve_types(IncomingPhoneNumber)
-_KNOWN_PROPERTIES: Final = frozenset(
-    field.name for field in attrs.fields(IncomingPhoneNumber) if field.name != "extra"
-)
-_number_fn = _structurer(
+def _resource_hook(kind: type[_R], required: tuple[str, ...]) -> Callable[[Any, Any], _R]:
+    """The tolerant reader of a resource: unknown properties kept in ``extra``, ``required``
+    properties present and not empty (Twilio sends "" for what is unset), the rest as the
+    spec allows."""
+    attrs.resolve_types(kind)
+    known = frozenset(field.name for field in attrs.fields(kind) if field.name != "extra")
+    structure = _structurer(
+        kind,
+        extra=override(struct_hook=lambda value, _: value),
+        **{
+            field.name: override(struct_hook=_property_hook(kind, field))
+            for field in attrs.fields(kind)
+            if field.name != "extra"
+        },
+    )
+
+    def read(value: Any, _: Any) -> _R:
+        # type() first: JSON gives a dict, and isinstance() against the Mapping ABC costs more.
+        if type(value) is not dict and not isinstance(value, Mapping):
+            raise TypeError(f"expected an object, got {type(value).__name__}")
+        # issuperset() only looks keys up; a set difference would build a set for every
+        # response, though a response with unknown properties is the rare case.
+        if not known.issuperset(value):
+            unknown = value.keys() - known
+            value = {**value, "extra": {key: value[key] for key in sorted(unknown)}}
+        resource = structure(value, kind)
+        if missing := [name for name in required if not getattr(resource, name)]:
+            # A half number is no purchase anyone can use or reconcile.
+            raise ValueError(f"the resource names no number: it has no {' and no '.join(missing)}")
+        return resource
+
+    return read
+
+
+_converter.register_structure_hook(
     IncomingPhoneNumber,
-    extra=override(struct_hook=lambda value, _: value),
-    **{
-        field.name: override(struct_hook=_response_hook(field))
-        for field in attrs.fields(IncomingPhoneNumber)
-        if field.name != "extra"
-    },
+    # What every number Twilio sold has; the model types them as never None.
+    _resource_hook(
+        IncomingPhoneNumber, ("sid", "account_sid", "phone_number", "date_created", "date_updated")
+    ),
 )
-
-
-def _number_hook(value: Any, _: Any) -> IncomingPhoneNumber:
-    # type() first: JSON gives a dict, and isinstance() against the Mapping ABC costs more.
-    if type(value) is not dict and not isinstance(value, Mapping):
-        raise TypeError(f"expected an object, got {type(value).__name__}")
-    # issuperset() only looks keys up; the set difference built a new set for every response,
-    # though a response with unknown properties is the rare case.
-    if not _KNOWN_PROPERTIES.issuperset(value):
-        unknown = value.keys() - _KNOWN_PROPERTIES
-        value = {**value, "extra": {key: value[key] for key in sorted(unknown)}}
-    number = _number_fn(value, IncomingPhoneNumber)
-    if not number.sid or not number.phone_number:
-        # A success that identifies nothing is no purchase anyone can use or reconcile.
-        raise ValueError("the resource names no number: it has no sid or no phone_number")
-    return number
-
-
-_converter.register_structure_hook(IncomingPhoneNumber, _number_hook)
+_converter.register_structure_hook(
+    AvailablePhoneNumber, _resource_hook(AvailablePhoneNumber, ("phone_number",))
+)
 
 
 @attrs.frozen
@@ -310,10 +339,16 @@ class _NumberPage:
     next_page_uri: str | None = None
 
 
+@attrs.frozen
+class _AvailablePage:
+    available_phone_numbers: list[AvailablePhoneNumber]
+
+
 _converter.register_structure_hook(
     _NumberPage,
     _structurer(_NumberPage, next_page_uri=override(struct_hook=_url_hook)),
 )
+_converter.register_structure_hook(_AvailablePage, _structurer(_AvailablePage))
 
 
 @attrs.frozen(kw_only=True)
@@ -391,7 +426,8 @@ def _holds_float(node: Any) -> bool:
 # The converter's hooks for what _read reads, looked up once: _converter.structure() would
 # dispatch on the type again for every response.
 _READERS: Final[Mapping[type, Callable[[Any, Any], Any]]] = {
-    kind: _converter.get_structure_hook(kind) for kind in (IncomingPhoneNumber, _NumberPage)
+    kind: _converter.get_structure_hook(kind)
+    for kind in (IncomingPhoneNumber, _NumberPage, _AvailablePage)
 }
 
 
@@ -417,6 +453,11 @@ def _describe(exc: BaseException) -> str:
 def parse_number(status: int, body: bytes) -> IncomingPhoneNumber:
     """The :class:`IncomingPhoneNumber` in a 2xx body, or :class:`ResponseParseError`."""
     return _read(IncomingPhoneNumber, status, body)
+
+
+def parse_available_numbers(status: int, body: bytes) -> list[AvailablePhoneNumber]:
+    """The numbers of one page of an ``AvailablePhoneNumbers`` search."""
+    return _read(_AvailablePage, status, body).available_phone_numbers
 
 
 def parse_number_page(status: int, body: bytes) -> tuple[list[IncomingPhoneNumber], str | None]:

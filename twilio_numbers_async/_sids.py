@@ -17,7 +17,9 @@ from .errors import RequestValidationError
 __all__ = [
     "SID_PREFIXES",
     "check_area_code",
+    "check_contains",
     "check_count",
+    "check_country",
     "check_e164",
     "check_sid",
     "check_text",
@@ -162,6 +164,34 @@ def check_area_code(field: str, value: object) -> str:
     if not _AREA_CODE.fullmatch(text):
         raise RequestValidationError(
             field, f"{text!r} is not an area code: expected three digits, such as '415'"
+        )
+    return text
+
+
+# The spec's Contains: 2 to 16 characters, digits and letters (a phone keypad's), with "*" and
+# "%" as wildcards and "+" / "$" anchoring the number's start / end.
+_CONTAINS = re.compile(r"\+?[*%]*[0-9A-Za-z]+[*%]*\$?")
+_COUNTRY = re.compile(r"[A-Z]{2}")
+
+
+def check_contains(field: str, value: object) -> str:
+    """A search's ``Contains`` pattern, such as ``"555"``, ``"+1415*"`` or ``"TWILIO"``."""
+    text = check_text(field, value)
+    if not 2 <= len(text) <= 16 or not _CONTAINS.fullmatch(text):
+        raise RequestValidationError(
+            field,
+            f"{text!r} is not a pattern Twilio searches with: 2 to 16 digits or letters, with "
+            "'*' (one character) or '%' (any run) at either end, '+' first or '$' last",
+        )
+    return text
+
+
+def check_country(field: str, value: object) -> str:
+    """An ISO 3166-1 alpha-2 country code, such as ``"US"``."""
+    text = check_text(field, value)
+    if not _COUNTRY.fullmatch(text):
+        raise RequestValidationError(
+            field, f"{text!r} is not a country code: two capital letters, such as 'US' or 'GB'"
         )
     return text
 

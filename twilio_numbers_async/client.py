@@ -17,18 +17,21 @@ from typing import TYPE_CHECKING, Any, Self, Unpack
 
 import aiohttp
 
+from ._candidates import CandidatePools
 from ._gateway import Gateway
-from ._purchase import PurchaseEngine
-from ._reads import Reads
+from ._purchase import AreaCodes, PurchaseEngine
+from ._reads import Reads, Search
 from ._retrying import Budget, Retrier, RetryHook
 from ._settings import Settings, from_environment, resolve
 from ._sids import check_count, check_e164, check_sid
 from ._transport import AiohttpTransport, Transport
-from .errors import ClientClosedError
+from .errors import ClientClosedError, RequestValidationError
 from .models import (
+    AvailablePhoneNumber,
     IncomingPhoneNumber,
     MobileNumberPurchase,
     MobileNumberPurchaseFields,
+    NumberKind,
     NumberPurchase,
     NumberPurchaseFields,
     PurchaseRequest,
@@ -67,6 +70,11 @@ class TwilioNumbersClient:
     the Redis limiter's, caps several processes together). ``on_retry`` is called before each
     retry's wait. ``session`` is an ``aiohttp.ClientSession`` to use (and not close) instead of
     the client's own; ``transport`` replaces aiohttp altogether (a test double, a proxy).
+
+    ``area_codes`` says how an area code is bought: ``"search"`` (the default) searches
+    ``AvailablePhoneNumbers`` and buys a candidate as a given number, which can be looked up
+    when an answer is lost; ``"direct"`` POSTs the area code, whose lost answer leaves the
+    purchase unknown.
     """
 
     def __init__(
@@ -86,6 +94,7 @@ class TwilioNumbersClient:
         session: aiohttp.ClientSession | None = None,
         transport: Transport | None = None,
         on_retry: RetryHook | None = None,
+        area_codes: AreaCodes = "search",
     ) -> None:
         given = {
             "account_sid": account_sid,
@@ -118,13 +127,19 @@ class TwilioNumbersClient:
             limiter=limiter,
             timeout=self._settings.timeout,
         )
+        if area_codes not in ("search", "direct"):
+            raise RequestValidationError(
+                "area_codes", f"must be 'search' or 'direct', not {area_codes!r}"
+            )
         self._retrier = Retrier(retry or RetryPolicy(), limiter, on_retry)
         self._reads = Reads(self._gateway, self._retrier, self._settings)
         self._engine = PurchaseEngine(
             gateway=self._gateway,
             retrier=self._retrier,
-            find=self._reads.find,
+            reads=self._reads,
+            pools=CandidatePools(self._reads.search),
             settings=self._settings,
+            area_codes=area_codes,
         )
 
     @classmethod
@@ -201,6 +216,59 @@ class TwilioNumbersClient:
         account = self._account(account_sid)
         return await self._reads.find(phone_number, account, Budget.start(self._retrier.policy))
 
+    async def search_available_phone_numbers(
+        self,
+        country: str = "US",
+        *,
+        kind: NumberKind = "local",
+        area_code: str | None = None,
+        contains: str | None = None,
+        sms_enabled: bool | None = None,
+        mms_enabled: bool | None = None,
+        voice_enabled: bool | None = None,
+        limit: int | None = None,
+        account_sid: str | None = None,
+    ) -> list[AvailablePhoneNumber]:
+        """Numbers for sale in ``country`` (ISO 3166-1, such as ``"US"``): Twilio's
+        ``AvailablePhoneNumbers/{country}/Local.json`` (``kind="mobile"``: ``Mobile.json``,
+        ``"toll_free"``: ``TollFree.json``), filtered as Twilio filters them, ``limit`` at
+        most (Twilio's default page is 50; 1,000 at most). Retried like any read.
+        """
+        search = Search(
+            country=country,
+            kind=kind,
+            area_code=area_code,
+            contains=contains,
+            sms_enabled=sms_enabled,
+            mms_enabled=mms_enabled,
+            voice_enabled=voice_enabled,
+            limit=limit,
+        )
+        account = self._account(account_sid)
+        return await self._reads.search(search, account, Budget.start(self._retrier.policy))
+
+    async def fetch_incoming_phone_number(
+        self, sid: str, *, account_sid: str | None = None
+    ) -> IncomingPhoneNumber:
+        """The number whose SID is ``sid`` (``PN...``) on the account. One that is not there
+        (released, or never bought) is a :class:`TwilioApiError` with code 20404."""
+        check_sid("sid", sid, "PN")
+        account = self._account(account_sid)
+        return await self._reads.fetch(sid, account, Budget.start(self._retrier.policy))
+
+    async def release_incoming_phone_number(
+        self, sid: str, *, account_sid: str | None = None
+    ) -> bool:
+        """Release the number ``sid`` from the account: ``True`` when this call released it,
+        ``False`` when it was already gone (404). Safe to repeat, so retried like a read.
+
+        aiohttp itself sends a DELETE again, once, when a kept-alive connection drops before
+        the answer: such a release reports ``False`` although it released the number.
+        """
+        check_sid("sid", sid, "PN")
+        account = self._account(account_sid)
+        return await self._reads.release(sid, account, Budget.start(self._retrier.policy))
+
     def purchase_many(
         self,
         requests: Iterable[PurchaseRequest] | AsyncIterable[PurchaseRequest],
@@ -215,7 +283,7 @@ class TwilioNumbersClient:
         See :func:`twilio_numbers_async.bulk.purchase_many`: streaming input, at most
         ``concurrency`` purchases at once, and a crash-safe ``journal`` to resume from.
         """
-        from .bulk import purchase_many  # noqa: PLC0415 - bulk is loaded only by who uses it
+        from .bulk._run import purchase_many  # noqa: PLC0415 - loaded only by who uses it
 
         return purchase_many(
             self._engine,

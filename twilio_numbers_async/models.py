@@ -29,6 +29,7 @@ from .errors import RequestValidationError
 
 __all__ = [
     "AddressRequirement",
+    "AvailablePhoneNumber",
     "Capabilities",
     "EmergencyAddressStatus",
     "EmergencyStatus",
@@ -36,6 +37,7 @@ __all__ = [
     "IncomingPhoneNumber",
     "MobileNumberPurchase",
     "MobileNumberPurchaseFields",
+    "NumberKind",
     "NumberPurchase",
     "NumberPurchaseFields",
     "PurchaseFields",
@@ -380,7 +382,9 @@ class MobileNumberPurchaseFields(PurchaseFields, total=False):
 # marks a URL. Both read Twilio's "" (unset) as None.
 
 
-def _read_sid(prefix: str) -> Any:
+def _read_sid(prefix: str, *, required: bool = False) -> Any:
+    if required:
+        return attrs.field(metadata={"sid": prefix})
     return attrs.field(default=None, metadata={"sid": prefix})
 
 
@@ -402,24 +406,27 @@ class Capabilities:
 class IncomingPhoneNumber:
     """A phone number on the account, as Twilio describes it after a purchase.
 
-    Every property of Twilio's spec, typed. Read tolerantly, because a purchase answered with
+    Every property of Twilio's spec, typed. What every number Twilio sold has (``sid``,
+    ``account_sid``, ``phone_number`` and the two dates) is never ``None``: an answer without
+    them is not read as a number. The rest is read tolerantly, because a purchase answered with
     201 has been paid for: an enum value Twilio adds later is kept as its plain string, and a
     property the spec does not have yet is kept in :attr:`extra`.
     """
 
-    account_sid: str | None = _read_sid("AC")
+    # In the order of Twilio's own answers (and of a journal's records), required or not.
+    account_sid: str = _read_sid("AC", required=True)
     address_sid: str | None = _read_sid("AD")
     address_requirements: AddressRequirement | str | None = None
     api_version: str | None = None
     beta: bool | None = None
     capabilities: Capabilities | None = None
-    date_created: datetime | None = None
-    date_updated: datetime | None = None
+    date_created: datetime
+    date_updated: datetime
     friendly_name: str | None = None
     identity_sid: str | None = _read_sid("RI")
-    phone_number: str | None = None
+    phone_number: str
     origin: str | None = None
-    sid: str | None = _read_sid("PN")
+    sid: str = _read_sid("PN", required=True)
     sms_application_sid: str | None = _read_sid("AP")
     sms_fallback_method: HttpMethod | str | None = None
     sms_fallback_url: str | None = _read_url()
@@ -443,5 +450,37 @@ class IncomingPhoneNumber:
     status: str | None = None
     #: The number's type (``local``, ``mobile``, ``toll-free``...); the Mobile endpoint omits it.
     type: str | None = None
+    #: Properties Twilio sent that the spec this library was built from does not have.
+    extra: dict[str, Any] = attrs.field(factory=dict, hash=False)
+
+
+#: What :meth:`~TwilioNumbersClient.search_available_phone_numbers` searches: Twilio's
+#: ``Local``, ``Mobile`` and ``TollFree`` lists of a country.
+NumberKind: TypeAlias = Literal["local", "mobile", "toll_free"]
+
+
+@attrs.frozen(kw_only=True)
+class AvailablePhoneNumber:
+    """A number for sale, as Twilio's ``AvailablePhoneNumbers`` search describes it.
+
+    Every property of the spec, read as tolerantly as :class:`IncomingPhoneNumber`: Twilio sends
+    the coordinates as strings ("19.720000") where the spec says numbers, and both are read.
+    Buy it with ``NumberPurchase(phone_number=candidate.phone_number)`` (``MobileNumberPurchase``
+    for a mobile one).
+    """
+
+    phone_number: str
+    friendly_name: str | None = None
+    lata: str | None = None
+    locality: str | None = None
+    rate_center: str | None = None
+    latitude: float | None = None
+    longitude: float | None = None
+    region: str | None = None
+    postal_code: str | None = None
+    iso_country: str | None = None
+    address_requirements: AddressRequirement | str | None = None
+    beta: bool | None = None
+    capabilities: Capabilities | None = None
     #: Properties Twilio sent that the spec this library was built from does not have.
     extra: dict[str, Any] = attrs.field(factory=dict, hash=False)

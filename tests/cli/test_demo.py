@@ -11,14 +11,13 @@ from typing import Any
 import pytest
 
 from tests.cli._run import clean_env, run_cli
+from tests.conftest import bought_number
 from twilio_numbers_async import (
-    IncomingPhoneNumber,
     MobileNumberPurchase,
     NumberPurchase,
-    PurchaseOutcome,
     TwilioApiError,
 )
-from twilio_numbers_async.bulk import OutcomeStatus
+from twilio_numbers_async.bulk import Bought, NotBought, OutcomeStatus
 from twilio_numbers_async.cli import ExitCode, _demo, main
 from twilio_numbers_async.cli._audit import Audit, Claim, audit, demo_requests, tag
 from twilio_numbers_async.cli._demo import DemoReport, DemoSettings, run_demo
@@ -206,11 +205,11 @@ def test_an_unreadable_201_is_matched_by_its_sid() -> None:
 
 def test_claim_of_an_outcome() -> None:
     request = NumberPurchase(area_code="415", friendly_name="demo-000001")
-    number = IncomingPhoneNumber(sid="PN" + "1" * 32, phone_number="+14155550100")
+    number = bought_number(sid="PN" + "1" * 32, phone_number="+14155550100")
     error = TwilioApiError(status=400, code=21452)
 
-    bought = Claim.of(PurchaseOutcome(index=1, request=request, number=number))
-    failed = Claim.of(PurchaseOutcome(index=1, request=request, error=error))
+    bought = Claim.of(Bought(index=1, request=request, number=number))
+    failed = Claim.of(NotBought(index=1, request=request, error=error))
 
     assert bought == Claim("demo-000001", BOUGHT, "PN" + "1" * 32, "+14155550100")
     assert failed == Claim("demo-000001", FAILED)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 from pathlib import Path
 
+from tests.conftest import bought_number
 from twilio_numbers_async import (
     IncomingPhoneNumber,
     NumberPurchase,
@@ -14,7 +15,7 @@ from twilio_numbers_async import (
     TwilioApiError,
     TwilioNumbersError,
 )
-from twilio_numbers_async.bulk import OutcomeStatus
+from twilio_numbers_async.bulk import Bought, NotBought, OutcomeStatus
 from twilio_numbers_async.cli._results import COLUMNS, ResultsFile, RowResult
 
 REQUEST = NumberPurchase(area_code="415")
@@ -28,13 +29,14 @@ def outcome(
     error: TwilioNumbersError | None = None,
     reconciled: bool = False,
 ) -> PurchaseOutcome:
-    return PurchaseOutcome(
-        index=0, request=REQUEST, number=number, error=error, reconciled=reconciled
-    )
+    if number is not None:
+        return Bought(index=0, request=REQUEST, number=number, reconciled=reconciled)
+    assert error is not None
+    return NotBought(index=0, request=REQUEST, error=error)
 
 
 def test_a_number_bought() -> None:
-    number = IncomingPhoneNumber(sid=SID, phone_number="+14155550100")
+    number = bought_number(sid=SID, phone_number="+14155550100")
 
     result = RowResult.of(7, outcome(number=number, reconciled=True))
 

@@ -50,10 +50,10 @@ def _purchase(request: PurchaseRequest) -> str:
 
 
 def _rows(number: IncomingPhoneNumber) -> list[tuple[str, str]]:
-    created = number.date_created.isoformat() if number.date_created is not None else ""
+    created = number.date_created.isoformat()
     return [
-        ("sid", number.sid or ""),
-        ("phone_number", number.phone_number or ""),
+        ("sid", number.sid),
+        ("phone_number", number.phone_number),
         ("friendly_name", number.friendly_name or ""),
         ("date_created", created),
         ("account_sid", number.account_sid or ""),

@@ -39,7 +39,7 @@ from typing import IO, Final, Literal
 if sys.platform != "win32":
     import fcntl
 
-from ._serde import (
+from twilio_numbers_async._serde import (
     JOURNAL_LINE_START,
     ErrorRecord,
     IntentRecord,
@@ -49,7 +49,7 @@ from ._serde import (
     journal_line,
     read_journal_line,
 )
-from .errors import JournalError
+from twilio_numbers_async.errors import JournalError
 
 __all__ = ["Journal"]
 
@@ -67,12 +67,23 @@ class Journal:
     ``fsync`` (group commit), run in a thread so the event loop never blocks on the disk.
     """
 
-    def __init__(self, path: Path, file: IO[bytes], index: dict[str, int], *, durable: bool):
+    def __init__(
+        self,
+        path: Path,
+        file: IO[bytes],
+        index: dict[str, int],
+        intents: dict[str, int],
+        *,
+        durable: bool,
+    ):
         self.path = path
         self._file = file
         #: Per key: the byte offset of its outcome record, or _IN_FLIGHT. Offsets rather than
         #: records, so that a long journal costs little memory.
         self._index = index
+        #: Per key in flight: the byte offset of its last intent, which names what was being
+        #: bought (for an area code, the candidate) when the run that wrote it stopped.
+        self._intents = intents
         self._durable = durable
         self._occurrences: Counter[str] = Counter()
         #: Keys whose intent this run recorded over no earlier record, and that have no
@@ -95,7 +106,7 @@ class Journal:
         file = path.open("a+b")
         try:
             _lock(file, path)
-            index, good_end, torn = _read_index(file, path)
+            index, intents, good_end, torn = _read_index(file, path)
             if torn:
                 # Only the last line can be torn: the process died while writing it, so the
                 # record never counted. Cut it off so the next record starts on its own line.
@@ -105,7 +116,7 @@ class Journal:
         except BaseException:
             file.close()
             raise
-        journal = cls(path, file, index, durable=durable)
+        journal = cls(path, file, index, intents, durable=durable)
         journal.repaired = bool(torn)
         return journal
 
@@ -132,7 +143,22 @@ class Journal:
 
     def recorded_outcome(self, key: str) -> OutcomeRecord:
         """The outcome record written for ``key`` (whose state is ``done``)."""
-        offset = self._index[key]
+        record = self._read_at(self._index[key])
+        if not isinstance(record, OutcomeRecord):
+            raise JournalError(f"{self.path}: the record for {key} is not an outcome")
+        return record
+
+    def recorded_intent(self, key: str) -> IntentRecord | None:
+        """The last intent written for ``key``, if it is in flight: what it was sending."""
+        offset = self._intents.get(key)
+        if offset is None:
+            return None
+        record = self._read_at(offset)
+        if not isinstance(record, IntentRecord):
+            raise JournalError(f"{self.path}: the record for {key} is not an intent")
+        return record
+
+    def _read_at(self, offset: int) -> IntentRecord | OutcomeRecord:
         position = self._file.tell()
         try:
             self._file.seek(offset)
@@ -147,14 +173,13 @@ class Journal:
                 f"{self.path}: the record at byte {offset} changed after the journal was "
                 f"opened ({exc}); only one run at a time may use a journal"
             ) from exc
-        if not isinstance(record, OutcomeRecord):
-            raise JournalError(f"{self.path}: the record at byte {offset} is not an outcome")
         return record
 
     async def record_intent(
         self, key: str, *, index: int, account_sid: str, endpoint: str, form: bytes
     ) -> None:
-        """Record, durably, that ``key`` is about to be sent for the first time.
+        """Record, durably, that ``key`` is about to be sent: for the first time, or for an
+        area code, with a new candidate (the last intent is the one that counts).
 
         The line is written before the wait for its ``fsync``: a task cancelled while waiting
         leaves it recorded, for :meth:`record_not_sent` to settle.
@@ -165,6 +190,7 @@ class Journal:
         record = IntentRecord(
             index=index, account=account_sid, endpoint=endpoint, form=form.decode("ascii")
         )
+        self._intents[key] = self._file.seek(0, os.SEEK_END)
         await self._wait_synced(self._append(key, record))
 
     async def record_outcome(self, key: str, record: OutcomeRecord) -> None:
@@ -173,7 +199,7 @@ class Journal:
         offset = self._file.seek(0, os.SEEK_END)
         generation = self._append(key, record)
         self._fresh.discard(key)
-        _index_outcome(self._index, key, record, offset)
+        _index_outcome(self._index, self._intents, key, record, offset)
         await self._wait_synced(generation)
 
     def record_not_sent(self, key: str, *, index: int, cause: BaseException) -> None:
@@ -203,7 +229,7 @@ class Journal:
         )
         offset = self._file.seek(0, os.SEEK_END)
         self._append(key, record)
-        _index_outcome(self._index, key, record, offset)
+        _index_outcome(self._index, self._intents, key, record, offset)
 
     async def close(self) -> None:
         """Fsync what is not yet on disk (when durable) and close the file. Idempotent."""
@@ -249,12 +275,17 @@ def _not_sent(cause: BaseException) -> ErrorRecord:
     return ErrorRecord(type=type(cause).__name__, message=f"stopped before it was sent{detail}")
 
 
-def _index_outcome(index: dict[str, int], key: str, record: OutcomeRecord, offset: int) -> None:
+def _index_outcome(
+    index: dict[str, int], intents: dict[str, int], key: str, record: OutcomeRecord, offset: int
+) -> None:
     """Index an outcome record found at ``offset``."""
     if record.in_doubt:
-        # Sent again by the next run, but looked up first, as if it were still in flight.
+        # Sent again by the next run, but looked up first, as if it were still in flight: its
+        # last intent still says what to look up.
         index[key] = _IN_FLIGHT
-    elif record.resend:
+        return
+    intents.pop(key, None)
+    if record.resend:
         # Never processed by Twilio: for the next run, as if it had never been tried.
         index.pop(key, None)
     else:
@@ -275,17 +306,19 @@ def _lock(file: IO[bytes], path: Path) -> None:
         ) from None
 
 
-def _read_index(file: IO[bytes], path: Path) -> tuple[dict[str, int], int, int]:
-    """Every key's state, the end of the last whole line, and the length of a torn tail.
+def _read_index(file: IO[bytes], path: Path) -> tuple[dict[str, int], dict[str, int], int, int]:
+    """Every key's state, the last intent of every key in flight, the end of the last whole
+    line, and the length of a torn tail.
 
     Every line is read and checked; the file is not changed here.
     """
     index: dict[str, int] = {}
+    intents: dict[str, int] = {}
     file.seek(0)
     offset = 0
     for number, line in enumerate(file, 1):
         if not line.endswith(b"\n") and _torn(line):  # only the last line lacks its newline
-            return index, offset, len(line)
+            return index, intents, offset, len(line)
         try:
             key, record = read_journal_line(line)
         except NewerRecordError as exc:
@@ -305,11 +338,12 @@ def _read_index(file: IO[bytes], path: Path) -> tuple[dict[str, int], int, int]:
                 "or check the account before running with a new journal"
             ) from exc
         if isinstance(record, OutcomeRecord):
-            _index_outcome(index, key, record, offset)
+            _index_outcome(index, intents, key, record, offset)
         else:
             index.setdefault(key, _IN_FLIGHT)
+            intents[key] = offset
         offset += len(line)
-    return index, offset, 0
+    return index, intents, offset, 0
 
 
 def _torn(line: bytes) -> bool:

@@ -1,121 +1,40 @@
-"""Buying many numbers: a streaming ``purchase_many`` that loses no result, and its outcomes.
+"""``purchase_many``: a bounded set of purchases over a streamed input, each recorded.
 
-``purchase_many`` pulls requests lazily from any iterable or async iterable (never more than
-``concurrency`` ahead of the purchases in flight, so memory stays flat however long the input),
-buys each through the client (its limiter, concurrency cap and retry rules), and yields one
-:class:`PurchaseOutcome` per request as each completes. With a journal (see ``_journal``) a run
-that dies half way can be run again with the same input: what is done is not sent again, and
-what was in flight is reconciled rather than repeated.
-
-This module knows the client only through the purchase engine it is given, and gets a result
-back from it: nothing here calls back into the client.
+Requests are pulled lazily (never more than ``concurrency`` ahead of the purchases in flight, so
+memory stays flat however long the input), each is bought through the client's purchase
+engine, and one outcome per request is yielded as each completes. This module knows the client
+only through the engine it is given, and gets a result back from it: nothing here calls back
+into the client.
 """
 
 from __future__ import annotations
 
 import asyncio
-import enum
 import os
 from collections.abc import AsyncGenerator, AsyncIterable, AsyncIterator, Iterable
 from typing import Final
+from urllib.parse import parse_qs
 
 import attrs
 
-from ._journal import Journal
-from ._purchase import PurchaseEngine, PurchaseResult
-from ._serde import OutcomeRecord, encode_form, error_record
-from ._sids import check_count
-from .errors import (
+from twilio_numbers_async._purchase import InDoubt, PurchaseEngine, PurchaseResult
+from twilio_numbers_async._serde import OutcomeRecord, encode_form, error_record
+from twilio_numbers_async._sids import check_count
+from twilio_numbers_async.errors import (
     AuthenticationError,
     ClientClosedError,
     PurchaseOutcomeUnknownError,
     ResponseParseError,
-    TwilioNumbersError,
 )
-from .models import IncomingPhoneNumber, MobileNumberPurchase, NumberPurchase, PurchaseRequest
-from .retry import FailureKind, classify
+from twilio_numbers_async.models import MobileNumberPurchase, NumberPurchase, PurchaseRequest
+from twilio_numbers_async.retry import FailureKind, classify
 
-__all__ = ["BulkProgress", "OutcomeStatus", "PurchaseOutcome"]
+from ._journal import Journal
+from ._outcomes import Bought, BulkProgress, NotBought, OutcomeStatus, PurchaseOutcome
 
+__all__ = ["purchase_many"]
 
-class OutcomeStatus(enum.StrEnum):
-    """Whether a request's number was bought, as far as anyone can know."""
-
-    #: Bought: ``number`` is set (or, rarely, ``error`` is a ResponseParseError naming its SID).
-    BOUGHT = "bought"
-    #: Certainly not bought: ``error`` says why.
-    FAILED = "failed"
-    #: Maybe bought, and it could not be checked: look at the account before buying again.
-    UNKNOWN = "unknown"
-
-
-@attrs.frozen(kw_only=True)
-class PurchaseOutcome:
-    """How one request of a bulk purchase ended."""
-
-    #: The request's position in the input, from 0.
-    index: int
-    request: PurchaseRequest
-    number: IncomingPhoneNumber | None = None
-    error: TwilioNumbersError | None = None
-    #: POSTs sent for it (0 when it was settled by a look-up alone; from the journal, the
-    #: count the earlier run recorded).
-    attempts: int = 0
-    #: Whether the number was found on the account after an attempt of unknown outcome.
-    reconciled: bool = False
-    #: Whether this outcome was read from the journal of an earlier run rather than bought now.
-    from_journal: bool = False
-
-    @property
-    def ok(self) -> bool:
-        """Whether the number was bought and read: ``number`` is set."""
-        return self.number is not None
-
-    @property
-    def status(self) -> OutcomeStatus:
-        """Bought, failed or unknown."""
-        if self.number is not None or (
-            isinstance(self.error, ResponseParseError) and self.error.sid is not None
-        ):
-            return OutcomeStatus.BOUGHT
-        if isinstance(self.error, PurchaseOutcomeUnknownError):
-            return OutcomeStatus.UNKNOWN
-        return OutcomeStatus.FAILED
-
-
-@attrs.define
-class BulkProgress:
-    """Counters a progress display can poll while ``purchase_many`` runs."""
-
-    #: Requests taken from the input so far.
-    started: int = 0
-    #: Outcomes yielded so far, by status.
-    bought: int = 0
-    failed: int = 0
-    unknown: int = 0
-    #: Of the outcomes yielded, how many came from the journal of an earlier run.
-    from_journal: int = 0
-
-    @property
-    def done(self) -> int:
-        """Outcomes yielded so far."""
-        return self.bought + self.failed + self.unknown
-
-    @property
-    def in_flight(self) -> int:
-        """Requests taken but not yet finished."""
-        return self.started - self.done
-
-    def count(self, outcome: PurchaseOutcome) -> None:
-        """Add one outcome to the counters."""
-        status = outcome.status
-        if status is OutcomeStatus.BOUGHT:
-            self.bought += 1
-        elif status is OutcomeStatus.FAILED:
-            self.failed += 1
-        else:
-            self.unknown += 1
-        self.from_journal += outcome.from_journal
+_Request = NumberPurchase | MobileNumberPurchase
 
 
 async def purchase_many(
@@ -213,7 +132,7 @@ async def _wind_up(
         await book.close()
 
 
-async def _next_request(source: AsyncIterator[object], index: int) -> PurchaseRequest | None:
+async def _next_request(source: AsyncIterator[object], index: int) -> _Request | None:
     """The input's next request, checked; ``None`` at its end (a ``None`` item is refused)."""
     item = await anext(source, _END)
     return None if item is _END else _checked(item, index)
@@ -223,20 +142,20 @@ async def _next_request(source: AsyncIterator[object], index: int) -> PurchaseRe
 class _Job:
     engine: PurchaseEngine
     account_sid: str
-    request: PurchaseRequest
+    request: _Request
     index: int
     journal: Journal | None
     key: str | None = None
-    form: bytes = b""
-    #: Whether this run wrote the request's intent to the journal.
-    intent_written: bool = False
+    #: The form of the intent on disk for this request (this run's, or the earlier run's it
+    #: resumes): a new one is written only when what is sent changes (a new candidate).
+    intent_form: bytes | None = None
 
     def __attrs_post_init__(self) -> None:
         if self.journal is not None:
-            self.form = encode_form(self.request)
+            form = encode_form(self.request)
             endpoint = self.request.endpoint
-            occurrence = self.journal.next_occurrence(self.account_sid, endpoint, self.form)
-            self.key = self.journal.key(self.account_sid, endpoint, self.form, occurrence)
+            occurrence = self.journal.next_occurrence(self.account_sid, endpoint, form)
+            self.key = self.journal.key(self.account_sid, endpoint, form, occurrence)
 
     def recorded(self) -> PurchaseOutcome | None:
         """The outcome an earlier run recorded for this request, if it finished."""
@@ -244,29 +163,34 @@ class _Job:
             return None
         # Read and checked when the journal opened, before anything was sent.
         record = self.journal.recorded_outcome(self.key)
-        return PurchaseOutcome(
+        if record.number is not None:
+            return Bought(
+                index=self.index,
+                request=self.request,
+                number=record.number,
+                attempts=record.attempts,
+                reconciled=record.reconciled,
+                from_journal=True,
+            )
+        assert record.error is not None  # noqa: S101 - the journal checks one or the other
+        error = record.error.rebuild(self.request)
+        if isinstance(error, ResponseParseError):
+            # An earlier version recorded a 2xx it could not read as bought: with no number to
+            # show, it is what this version calls it, an outcome to check on the account.
+            error = PurchaseOutcomeUnknownError(self.request, error, account_sid=self.account_sid)
+        return NotBought(
             index=self.index,
             request=self.request,
-            number=record.number,
-            error=record.error.rebuild(self.request) if record.error is not None else None,
+            error=error,
             attempts=record.attempts,
-            reconciled=record.reconciled,
             from_journal=True,
         )
 
     async def run(self) -> PurchaseOutcome:
-        in_doubt: BaseException | None = None
-        if self._in_flight_before():
-            # An earlier run died with this request in flight: its POST may have bought the
-            # number, and may even still be on its way to Twilio.
-            in_doubt = RuntimeError(
-                "an earlier run stopped while this purchase was in flight (its journal has the "
-                "intent but no outcome)"
-            )
         purchase = self.engine.start(
             self.request,
             self.account_sid,
-            in_doubt=in_doubt,
+            in_doubt=self._in_doubt(),
             before_send=self._write_intent if self.journal is not None else None,
         )
         try:
@@ -284,41 +208,57 @@ class _Job:
             unknown = PurchaseOutcomeUnknownError(self.request, exc, account_sid=self.account_sid)
             unknown.__cause__ = exc
             result = PurchaseResult(error=unknown, attempts=purchase.attempts)
-        outcome = PurchaseOutcome(
-            index=self.index,
-            request=self.request,
-            number=result.number,
-            error=result.error,
-            attempts=result.attempts,
-            reconciled=result.reconciled,
-        )
+        outcome = self._outcome(result)
         if self.journal is not None and self.key is not None:
             await self.journal.record_outcome(self.key, _outcome_record(outcome, result))
         return outcome
 
-    def _in_flight_before(self) -> bool:
-        """Whether the journal holds an earlier run's intent for this request, and no outcome."""
-        return (
-            self.journal is not None
-            and self.key is not None
-            and not self.intent_written
-            and self.journal.state(self.key) == "in_flight"
+    def _outcome(self, result: PurchaseResult) -> PurchaseOutcome:
+        if result.number is not None:
+            return Bought(
+                index=self.index,
+                request=self.request,
+                number=result.number,
+                attempts=result.attempts,
+                reconciled=result.reconciled,
+            )
+        assert result.error is not None  # noqa: S101 - a result holds one or the other
+        return NotBought(
+            index=self.index, request=self.request, error=result.error, attempts=result.attempts
+        )
+
+    def _in_doubt(self) -> InDoubt | None:
+        """Why an earlier run may have bought this request's number, and which number it was
+        buying: its journal has the intent but no outcome (or a failure still in doubt)."""
+        if self.journal is None or self.key is None or self.journal.state(self.key) != "in_flight":
+            return None
+        intent = self.journal.recorded_intent(self.key)
+        sent = intent.form if intent is not None else ""
+        self.intent_form = sent.encode("ascii")
+        return InDoubt(
+            RuntimeError(
+                "an earlier run stopped while this purchase was in flight (its journal has the "
+                "intent but no outcome)"
+            ),
+            phone_number=parse_qs(sent).get("PhoneNumber", [None])[0],
         )
 
     async def _write_intent(self, sent: PurchaseRequest) -> None:
-        """Record, before the first POST leaves (after its slot and token), what it sends."""
-        if self.intent_written or self.journal is None or self.key is None:
+        """Record what is about to be POSTed (after its slot and token, just before it
+        leaves), unless the intent on disk says it already: a retry of the same form."""
+        if self.journal is None or self.key is None:
             return
-        if self._in_flight_before():
-            return  # the earlier run's intent stands
+        form = encode_form(sent)
+        if form == self.intent_form:
+            return
         await self.journal.record_intent(
             self.key,
             index=self.index,
             account_sid=self.account_sid,
             endpoint=sent.endpoint,
-            form=encode_form(sent),
+            form=form,
         )
-        self.intent_written = True
+        self.intent_form = form
 
 
 def _outcome_record(outcome: PurchaseOutcome, result: PurchaseResult) -> OutcomeRecord:
@@ -357,7 +297,7 @@ def _safe_to_resend(outcome: PurchaseOutcome) -> bool:
 _END: Final = object()
 
 
-def _checked(request: object, index: int) -> PurchaseRequest:
+def _checked(request: object, index: int) -> _Request:
     if not isinstance(request, NumberPurchase | MobileNumberPurchase):
         raise TypeError(
             f"requests[{index}] is a {type(request).__name__}; purchase_many takes "
