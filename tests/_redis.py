@@ -221,6 +221,7 @@ class ServerLog:
         self._redis = await self._stack.enter_async_context(client)
         self._monitor = await self._stack.enter_async_context(self._redis.monitor())
         self._reader = asyncio.create_task(self._read())
+        self._call_first = await self._call_shown_first()
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:
@@ -250,22 +251,38 @@ class ServerLog:
             self._arrived.clear()
             await self._arrived.wait()
 
+    async def _call_shown_first(self) -> bool:
+        """Whether the server shows a script's call before the commands it runs (Redis 7.0
+        does): that order is the server's, so ask it rather than assume it."""
+        marker = f"order-{uuid.uuid4().hex}"
+        await self._redis.eval("return redis.call('EXISTS', KEYS[1])", 1, marker)
+        await self.sync()
+        shown = [entry for entry in self._entries if marker in entry["command"]]
+        return shown[0]["client_type"] != "lua"
+
     async def calls(self) -> list[_Call]:
         """Every script run so far, in the order the server ran them."""
         await self.sync()
         calls: list[_Call] = []
         current: _Call | None = None
+        #: Commands of a script the server shows before its call, or of no script we know.
+        loose: list[list[str]] = []
         for entry in self._entries:
             words = entry["command"].split(" ")
             if entry["client_type"] == "lua":
-                if current is not None:
-                    current.commands.append([words[0].upper(), *words[1:]])
+                command = [words[0].upper(), *words[1:]]
+                (current.commands if current is not None else loose).append(command)
                 continue
             current = None
             if words[0].upper() == "EVALSHA" and words[1] in _SCRIPTS:
                 count = int(words[2])
-                current = _Call(_SCRIPTS[words[1]], words[3 : 3 + count], words[3 + count :])
-                calls.append(current)
+                call = _Call(_SCRIPTS[words[1]], words[3 : 3 + count], words[3 + count :])
+                calls.append(call)
+                if self._call_first:
+                    current = call
+                else:
+                    call.commands = loose
+            loose = []
         return calls
 
     async def bucket_events(self, name: str, prefix: str = DEFAULT_PREFIX) -> list[Take | Pause]:
