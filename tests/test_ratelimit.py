@@ -463,7 +463,7 @@ def test_pause_outside_a_loop_uses_the_last_loop_and_carries_over() -> None:
 
 
 def test_waiters_on_another_running_loop_forbid_use() -> None:
-    bucket = TokenBucket(1, 1)
+    bucket = TokenBucket(0.001, 1)  # real clock: the queued one's token is 1000 s away
     loop = asyncio.new_event_loop()
     try:
 
