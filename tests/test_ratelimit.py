@@ -1,8 +1,7 @@
 """Tests for the token bucket, on a fake loop clock: nothing here really sleeps.
 
-The ``clock`` fixture replaces the running loop's ``time()``. A ``loop.call_at`` timer fires once
-``loop.time()`` reaches its deadline, so moving the clock and then letting the loop run a few
-rounds (:func:`settle`) fires due timers and resumes the tasks they wake.
+The ``clock`` fixture makes a :class:`~tests._clock.FakeClock` the running loop's clock: a timer
+fires only once the test moves the clock past its deadline and lets the loop run a few rounds.
 """
 
 from __future__ import annotations
@@ -16,6 +15,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from tests._clock import FakeClock, settle
 from twilio_numbers_async import ratelimit
 from twilio_numbers_async.ratelimit import Limiter, TokenBucket
 
@@ -24,33 +24,9 @@ if TYPE_CHECKING:
     from typing import Any
 
 
-async def settle(rounds: int = 8) -> None:
-    """Let ready callbacks, due timers and the tasks they wake run; a few rounds suffice."""
-    for _ in range(rounds):
-        await asyncio.sleep(0)
-
-
-class FakeClock:
-    """A loop clock that moves only when a test moves it."""
-
-    def __init__(self, now: float = 0.0) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
-
-    async def advance(self, seconds: float) -> None:
-        await self.set(self.now + seconds)
-
-    async def set(self, now: float) -> None:
-        self.now = now
-        await settle()
-
-
 @pytest.fixture
 async def clock() -> AsyncIterator[FakeClock]:
-    fake = FakeClock()
-    with mock.patch.object(asyncio.get_running_loop(), "time", fake):
+    with FakeClock().installed() as fake:
         yield fake
 
 
@@ -487,7 +463,7 @@ def test_pause_outside_a_loop_uses_the_last_loop_and_carries_over() -> None:
 
 
 def test_waiters_on_another_running_loop_forbid_use() -> None:
-    bucket = TokenBucket(1, 1)
+    bucket = TokenBucket(0.001, 1)  # real clock: the queued one's token is 1000 s away
     loop = asyncio.new_event_loop()
     try:
 

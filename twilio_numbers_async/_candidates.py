@@ -11,6 +11,7 @@ purchase shares, and a search that finds nothing new ends the taking.
 from __future__ import annotations
 
 import asyncio
+import random
 from collections import deque
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Final
@@ -37,12 +38,16 @@ class _Pool:
         #: Handed to a purchase that has not ended: never handed out again meanwhile, even if a
         #: search lists it again (Twilio lists a number until its sale completes).
         self.taken: set[str] = set()
-        #: The search in progress, that every purchase finding the pool dry awaits.
-        self.refill: asyncio.Task[int] | None = None
+        #: The search in progress, that every purchase finding the pool dry awaits: how many
+        #: numbers it listed, and how many of those it queued (the others are held).
+        self.refill: asyncio.Task[tuple[int, int]] | None = None
+        #: Set when a held candidate is handed back: a purchase that found every listed number
+        #: held by another waits for it, then searches again.
+        self.freed = asyncio.Event()
         #: Loop time of the search that filled ``waiting``.
         self.found_at = 0.0
 
-    def refilled(self, task: asyncio.Task[int]) -> None:
+    def refilled(self, task: asyncio.Task[tuple[int, int]]) -> None:
         self.refill = None
         if not task.cancelled():
             # Retrieved here too: every purchase that awaited it may have been cancelled.
@@ -52,14 +57,17 @@ class _Pool:
 class CandidatePools:
     """One client's pools of candidates, by account and search."""
 
-    def __init__(self, search: SearchFn) -> None:
+    def __init__(self, search: SearchFn, *, seed: int | None = None) -> None:
         self._search = search
         self._pools: dict[tuple[str, Search], _Pool] = {}
+        self._random = random.Random(seed)  # noqa: S311 - spreads candidates, guards nothing
 
     async def take(self, search: Search, account_sid: str, budget: Budget) -> str | None:
         """A candidate no other purchase holds, or ``None`` when the search finds none.
 
-        Hand it back with :meth:`done` when its purchase ends, bought or not.
+        Hand it back with :meth:`done` when its purchase ends, bought or not. When every number
+        the search lists is held by another purchase, wait (within ``budget``: then
+        :class:`TimeoutError`) for one to be handed back, and search again.
         """
         pool = self._pools.setdefault((account_sid, search), _Pool())
         loop = asyncio.get_running_loop()
@@ -74,10 +82,17 @@ class CandidatePools:
             if pool.refill is None:
                 pool.refill = asyncio.create_task(self._refill(pool, search, account_sid, budget))
                 pool.refill.add_done_callback(pool.refilled)
+            freed = pool.freed
             # Shielded: a purchase cancelled while it waits must not cancel the search the
             # others are waiting on.
-            if await asyncio.shield(pool.refill) == 0:
+            listed, queued = await asyncio.shield(pool.refill)
+            if listed == 0:
                 return None
+            if queued == 0:
+                # Every number listed is being bought by another purchase of this client: one
+                # may be handed back unbought (and listed again), or bought (and listed no more).
+                async with asyncio.timeout(max(0.0, budget.remaining())):
+                    await freed.wait()
 
     def done(self, search: Search, account_sid: str, candidate: str) -> None:
         """The purchase that held ``candidate`` ended: it may be handed out again if a search
@@ -85,11 +100,19 @@ class CandidatePools:
         pool = self._pools.get((account_sid, search))
         if pool is not None:
             pool.taken.discard(candidate)
+            pool.freed.set()
+            pool.freed = asyncio.Event()
 
-    async def _refill(self, pool: _Pool, search: Search, account_sid: str, budget: Budget) -> int:
-        """Search, and queue what is not held already; how many were queued."""
+    async def _refill(
+        self, pool: _Pool, search: Search, account_sid: str, budget: Budget
+    ) -> tuple[int, int]:
+        """Search, and queue what is not held already: how many were listed, and queued."""
         found = await self._search(search, account_sid, budget)
         fresh = [n.phone_number for n in found if n.phone_number not in pool.taken]
+        # In an order of this process's own: several processes (or machines) buying in one area
+        # code search alike, and taking the list in its order they would all want its first
+        # numbers at once, and most would be refused 21422.
+        self._random.shuffle(fresh)
         pool.waiting.extend(fresh)
         pool.found_at = asyncio.get_running_loop().time()
-        return len(fresh)
+        return len(found), len(fresh)

@@ -230,7 +230,10 @@ class Purchase:
                 pooled = False
                 self._doubted, self._look_first = resumed.cause, True
             else:
-                candidate = await pools.take(search, self.account_sid, budget)
+                try:
+                    candidate = await pools.take(search, self.account_sid, budget)
+                except TimeoutError:
+                    raise self._no_numbers(search, held=True) from None
                 pooled = True
             resumed = None
             if candidate is None:
@@ -267,11 +270,17 @@ class Purchase:
             limit=_SEARCH_SIZE,
         )
 
-    def _no_numbers(self, search: Search) -> TwilioApiError:
+    def _no_numbers(self, search: Search, *, held: bool = False) -> TwilioApiError:
+        message = f"No phone numbers are available in area code {search.area_code}"
+        if held:
+            message += (
+                ": every one found is being bought by another purchase of this client, and "
+                "none came free within the retry policy's max_elapsed"
+            )
         return TwilioApiError(
             status=400,
             code=_NO_NUMBERS,
-            message=f"No phone numbers are available in area code {search.area_code}",
+            message=message,
             method="GET",
             url=self._engine.settings.url(self.account_sid, search.endpoint()),
         )
