@@ -513,7 +513,7 @@ def value_strategy(mobile: bool, key: str) -> st.SearchStrategy[Any]:
     if schema.get("format") == "phone-number":
         return e164_numbers()
     if key == "AreaCode":  # "any three-digit, US or Canada area code" (its description)
-        return st.from_regex(r"[0-9]{3}", fullmatch=True)
+        return st.from_regex(r"[2-9][0-9]{2}", fullmatch=True)  # NANP: never 0 or 1 first
     if key == "FriendlyName":  # "up to 64 characters long" (its description)
         return friendly_names()
     if schema.get("type") == "string" and set(schema) <= {"type", "description"}:

@@ -163,10 +163,10 @@ async def test_faults_in_a_row_still_buy_once(sandbox: Sandbox, fake_time: FakeT
     assert (posts(sandbox), sold(sandbox)) == (4, [GIVEN.phone_number])
 
 
-# --- unknown: an area code is never repeated --------------------------------------------------
+# --- unknown: an area code ------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(
+UNKNOWN_FAULTS = pytest.mark.parametrize(
     ("fault", "bought"),
     [
         (Fault.server_error(500), 0),
@@ -176,15 +176,47 @@ async def test_faults_in_a_row_still_buy_once(sandbox: Sandbox, fake_time: FakeT
         (Fault.slow_after_commit(5), 1),
     ],
 )
-async def test_an_area_code_purchase_of_unknown_outcome_is_reported_not_repeated(
+
+
+@UNKNOWN_FAULTS
+async def test_an_area_code_bought_through_a_search_is_reconciled_like_a_given_number(
+    sandbox: Sandbox, fake_time: FakeTime, fault: Fault, bought: int
+) -> None:
+    sandbox.script(fault)
+    number, result = await buy(client_for(sandbox, fake_time, timeout=0.2), AREA)
+    assert number.phone_number.startswith("+1415")
+    assert sold(sandbox) == [number.phone_number], "one number, whatever the fault"
+    # Committed before the fault: found by a look-up, never POSTed again. Not committed: the
+    # look-up finds nothing, and the same candidate is POSTed again.
+    assert (result.reconciled, posts(sandbox)) == ((True, 1) if bought else (False, 2))
+    searched = [r for r in sandbox.requests if "AvailablePhoneNumbers" in r.path]
+    assert len(searched) == 1
+    assert {r.form["PhoneNumber"] for r in sandbox.requests if r.method == "POST"} == {
+        number.phone_number
+    }, "every POST named the candidate, never the area code"
+
+
+@UNKNOWN_FAULTS
+async def test_an_area_code_posted_directly_is_reported_unknown_not_repeated(
     sandbox: Sandbox, fake_time: FakeTime, fault: Fault, bought: int
 ) -> None:
     sandbox.script(fault)
     with pytest.raises(PurchaseOutcomeUnknownError) as caught:
-        await buy(client_for(sandbox, fake_time, timeout=0.2), AREA)
+        await buy(client_for(sandbox, fake_time, timeout=0.2, area_codes="direct"), AREA)
     assert caught.value.request == AREA
     assert posts(sandbox) == 1
     assert len(sold(sandbox)) == bought, "what was sold is exactly what the caller calls unknown"
+
+
+async def test_an_area_code_with_no_numbers_is_21452_and_nothing_is_posted(
+    sandbox: Sandbox, fake_time: FakeTime
+) -> None:
+    async with client_for(sandbox, fake_time) as client:
+        with pytest.raises(TwilioApiError) as caught:
+            await client.create_incoming_phone_number(area_code="533")
+    assert caught.value.code == 21452
+    assert "area code 533" in caught.value.message
+    assert posts(sandbox) == 0
 
 
 # --- rejected ---------------------------------------------------------------------------------

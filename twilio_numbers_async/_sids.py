@@ -51,7 +51,8 @@ _ANY_PN_SID = re.compile(r"PN[0-9a-fA-F]{32}")
 
 # E.164: a plus, a country code that doesn't start with 0, and at most 15 digits in all.
 _E164 = re.compile(r"\+[1-9][0-9]{1,14}")
-_AREA_CODE = re.compile(r"[0-9]{3}")
+# NANP: the first digit of an area code is 2 to 9 (0 and 1 reach operators and trunks).
+_AREA_CODE = re.compile(r"[2-9][0-9]{2}")
 # RFC 3986's characters; anything else (spaces, quotes, non-ASCII) must be percent-encoded.
 _URI_CHARS = re.compile(r"[A-Za-z0-9\-._~:/?#\[\]@!$&'()*+,;=%]*")
 _BAD_PERCENT = re.compile(r"%(?![0-9A-Fa-f]{2})")
@@ -163,7 +164,9 @@ def check_area_code(field: str, value: object) -> str:
     text = check_text(field, value)
     if not _AREA_CODE.fullmatch(text):
         raise RequestValidationError(
-            field, f"{text!r} is not an area code: expected three digits, such as '415'"
+            field,
+            f"{text!r} is not a US or Canada area code: three digits, the first 2 to 9, such as "
+            "'415'",
         )
     return text
 
