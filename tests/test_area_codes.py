@@ -157,3 +157,14 @@ async def test_the_request_implies_the_capabilities_searched_for(
             area_code="604", sms_url="https://example.com/sms", voice_url="https://example.com/v"
         )
     assert len(twilio.sent("GET", url)) == 1, "Canada's area code, searched in CA, with filters"
+
+
+async def test_test_credentials_that_cant_search_post_the_area_code(
+    fake_time: FakeTime, twilio: MockTwilio
+) -> None:
+    twilio.get(SEARCH_URL, status=403, payload=twilio_error(20008, 403))
+    twilio.post(NUMBERS_URL, status=201, payload=resource())
+    async with make_client(fake_time) as client:
+        await client.create_incoming_phone_number(area_code="415")
+    ((call),) = twilio.sent("POST", NUMBERS_URL)
+    assert dict(parse_qsl(call.kwargs["data"].decode())) == {"AreaCode": "415"}

@@ -20,11 +20,16 @@ from typing import Final, Literal
 
 __all__ = [
     "CANADIAN_AREA_CODES",
+    "TOLL_FREE_AREA_CODES",
     "Country",
     "country_of_area_code",
 ]
 
 Country = Literal["US", "CA"]
+
+#: The NANP's toll-free codes in service (NANPA): numbers in them are Twilio's ``TollFree``
+#: ones, not ``Local``, and the US and Canada share them.
+TOLL_FREE_AREA_CODES: Final = ("800", "833", "844", "855", "866", "877", "888")
 
 #: Canada's geographic area codes, by province or territory.
 CANADIAN_AREA_CODES: Final = frozenset(

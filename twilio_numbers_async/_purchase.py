@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING, Final, Literal
 
 import attrs
 
-from ._nanp import country_of_area_code
+from ._nanp import TOLL_FREE_AREA_CODES, country_of_area_code
 from ._reads import Reads, Search
 from ._retrying import Budget, Retrier, Retryable
 from ._serde import encode_form, parse_number
@@ -72,6 +72,8 @@ BeforeSend = Callable[["PurchaseRequest"], Awaitable[None]]
 
 _NOT_AVAILABLE: Final = 21422
 _NO_NUMBERS: Final = 21452
+#: "Resource not accessible with Test Account Credentials": a search, with test credentials.
+_TEST_CREDENTIALS: Final = 20008
 #: Candidates one area-code purchase tries, each taken by someone else, before it gives up.
 _MOST_CANDIDATES: Final = 20
 #: Candidates one search of a pool asks for: enough that a search serves many purchases.
@@ -234,6 +236,12 @@ class Purchase:
                     candidate = await pools.take(search, self.account_sid, budget)
                 except TimeoutError:
                     raise self._no_numbers(search, held=True) from None
+                except TwilioApiError as error:
+                    if error.code != _TEST_CREDENTIALS:
+                        raise
+                    # Test credentials can't search: they buy Twilio's magic numbers, which
+                    # cost nothing, so the area code goes as it is.
+                    return await self._buy(self.request, budget)
                 pooled = True
             resumed = None
             if candidate is None:
@@ -255,14 +263,17 @@ class Purchase:
         return attrs.evolve(self.request, phone_number=candidate, area_code=None)
 
     def _search(self) -> Search:
-        """The search for this request's candidates: its area code's country, and the
-        capabilities its fields imply (a number for an SMS webhook must receive SMS...)."""
+        """The search for this request's candidates: its area code's country (or the toll-free
+        list, for 800...), and the capabilities its fields imply (a number for an SMS webhook
+        must receive SMS...)."""
         request = self.request
         assert request.area_code is not None  # noqa: S101 - only called for an area code
         sms = request.sms_url is not None or request.sms_application_sid is not None
         voice = request.voice_url is not None or request.voice_application_sid is not None
+        toll_free = request.area_code in TOLL_FREE_AREA_CODES
         return Search(
-            country=country_of_area_code(request.area_code),
+            country="US" if toll_free else country_of_area_code(request.area_code),
+            kind="toll_free" if toll_free else "local",
             area_code=request.area_code,
             sms_enabled=True if sms else None,
             voice_enabled=True if voice else None,

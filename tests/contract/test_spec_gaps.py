@@ -204,7 +204,13 @@ def test_http_method_properties_are_our_http_method() -> None:
 
 
 #: What a resource needs besides the property under test: a number that names itself.
-IDENTITY = {"sid": "PN" + "0" * 32, "phone_number": "+14155550100"}
+IDENTITY = {
+    "sid": "PN" + "0" * 32,
+    "account_sid": "AC" + "0" * 32,
+    "phone_number": "+14155550100",
+    "date_created": "Thu, 30 Jul 2015 23:19:04 +0000",
+    "date_updated": "Thu, 30 Jul 2015 23:19:04 +0000",
+}
 
 
 def read_property(name: str, value: object) -> object:

@@ -6,6 +6,8 @@ from __future__ import annotations
 import re
 from typing import Final, Literal
 
+from twilio_numbers_async._nanp import TOLL_FREE_AREA_CODES
+
 __all__ = [
     "MAGIC_AREA_CODE",
     "MAGIC_INVALID",
@@ -28,8 +30,6 @@ MAGIC_INVALID: Final = "+15005550001"
 #: Twilio's test-credential area codes: 500 sells :data:`MAGIC_NUMBER`, 533 has nothing.
 MAGIC_AREA_CODE: Final = "500"
 NO_STOCK_AREA_CODE: Final = "533"
-#: The NANP's toll-free codes in service.
-TOLL_FREE_AREA_CODES: Final = ("800", "833", "844", "855", "866", "877", "888")
 
 _NANP: Final = re.compile(r"\+1([2-9][0-9]{2})([0-9]{3})([0-9]{4})")
 
