@@ -38,6 +38,7 @@ import asyncio
 import base64
 import contextlib
 import json
+import os
 import subprocess
 import sys
 import time
@@ -358,6 +359,7 @@ def summarise(
         "k": k,
         "latency": latency,
         **run,
+        "load": os.getloadavg()[0],
         "capacity": k / latency,
         "share": run["rate"] / (k / latency),
         "posts_429": refused / posts,
@@ -601,6 +603,12 @@ def plot(results: dict[str, Any], path: Path) -> None:
     if "two" in results:
         _plot_two(two_axes, results["two"])
     _plot_bars(bars, results)
+    if "load_before" in results:
+        figure.suptitle(
+            f"bench_adaptive, {results['date']}: {results['cpus']} CPUs, load average "
+            f"{results['load_before']:.1f} before the run and {results['load_after']:.1f} after",
+            fontsize=10,
+        )
     figure.tight_layout()
     figure.savefig(path, dpi=100)
     print(f"wrote {path}")
@@ -618,10 +626,12 @@ def _plot_grid(grid_axes: Any, results: dict[str, Any]) -> None:
         )
     grid_axes.axhline(1.0, color="grey", linestyle="--")
     grid_axes.set_xscale("symlog", linthresh=10)
-    grid_axes.set_xlabel("time, in round trips (L)")
+    grid_axes.set_xlim(left=0)
+    grid_axes.set_xlabel("time, in round trips (L); linear to 10, then logarithmic")
     grid_axes.set_ylabel("limit / K")
-    grid_axes.set_title("adaptive limit over a run of 2,000 purchases")
-    grid_axes.legend(fontsize=7, ncol=3)
+    grid_axes.set_title("the adaptive limit over each run of 2,000 purchases")
+    if results.get("grid"):
+        grid_axes.legend(fontsize=7, ncol=3)
     grid_axes.grid(alpha=0.3)
 
 
@@ -671,8 +681,8 @@ def _plot_bars(bars: Any, results: dict[str, Any]) -> None:
     labels, shares = [], []
     for row in results.get("grid", []):
         if row["k"] == 30 and row["latency"] == 0.1:
-            labels.append("adaptive")
-            shares.append(row["share"])
+            labels += ["adaptive", "held at K (told the answer)"]
+            shares += [row["share"], row["fixed_share"]]
     for row in results.get("aimd", []):
         if row["k"] == 30:
             labels.append("AIMD")
@@ -681,16 +691,17 @@ def _plot_bars(bars: Any, results: dict[str, Any]) -> None:
         labels.append("adaptive,\n2 processes")
         shares.append(results["two"]["share"])
     for row in results.get("fixed", []):
-        labels.append(row["label"].replace(", concurrency", ",\nconcurrency"))
+        labels.append(f"client: {row['label']}")
         shares.append(row["share"])
-    bars.bar(range(len(labels)), shares)
-    bars.set_xticks(range(len(labels)), labels, fontsize=7)
-    bars.axhline(0.9, color="grey", linestyle="--", label="target 0.90")
-    bars.set_ylabel("purchases/s as a share of K/L")
-    bars.set_title("K = 30, L = 100 ms: adaptive beside fixed settings")
-    bars.set_ylim(0, 1.05)
-    bars.legend()
-    bars.grid(alpha=0.3, axis="y")
+    positions = range(len(labels))[::-1]  # the first at the top
+    bars.barh(positions, shares)
+    bars.set_yticks(positions, labels, fontsize=8)
+    bars.axvline(0.9, color="grey", linestyle="--", label="target 0.90")
+    bars.set_xlabel("purchases/s as a share of K/L")
+    bars.set_title("K = 30, L = 100 ms: adaptive beside the fixed settings of issue 16")
+    bars.set_xlim(0, 1.05)
+    bars.legend(loc="lower right")
+    bars.grid(alpha=0.3, axis="x")
 
 
 def _steps(trace: Iterable[Any], end: float) -> tuple[list[float], list[int]]:
@@ -752,13 +763,19 @@ def main() -> None:
     if unknown:
         parser.error(f"unknown parts: {', '.join(sorted(unknown))} (choose from {PARTS})")
     print(f"client {pin(CLIENT_CPU)}, sandbox on CPU {SERVER_CPU}", flush=True)
-    results: dict[str, Any] = {"quick": args.quick, "date": time.strftime("%Y-%m-%d")}
+    results: dict[str, Any] = {
+        "quick": args.quick,
+        "date": time.strftime("%Y-%m-%d"),
+        "cpus": os.cpu_count(),
+        "load_before": os.getloadavg()[0],
+    }
     started = time.perf_counter()
     for part in parts:
         print(f"{part}:", flush=True)
         results[part] = RUNNERS[part](quick=args.quick)
         args.output.write_text(json.dumps(results) + "\n", encoding="utf-8")
     results["seconds"] = round(time.perf_counter() - started, 1)
+    results["load_after"] = os.getloadavg()[0]
     args.output.write_text(json.dumps(results) + "\n", encoding="utf-8")
     print()
     print(markdown(results))

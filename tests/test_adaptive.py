@@ -23,7 +23,15 @@ from twilio_numbers_async._adaptive import AdaptiveConcurrency, LimitChange, Slo
 from .test_ratelimit import FakeClock, settle
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import AsyncIterator, Callable
+
+
+@pytest.fixture(autouse=True)
+async def clock() -> AsyncIterator[FakeClock]:
+    """The loop's clock, stopped: every round trip takes no time unless a test moves it."""
+    fake = FakeClock(1000.0)
+    with mock.patch.object(asyncio.get_running_loop(), "time", fake):
+        yield fake
 
 
 class Held:
@@ -293,6 +301,16 @@ async def test_a_refusal_drops_the_limit_to_below_the_refused_request_at_once() 
     await finish([h.task for h in held])
 
 
+async def test_a_refusal_at_a_level_the_account_took_before_also_gives_up_a_tenth() -> None:
+    # The account's limit fell, or another program on it took room: as in AIMD, the larger of
+    # several programs gives up more, and their shares converge.
+    limiter = await known_limit(20)
+    held = await hold(limiter, 20)
+    await held[-1].reject()  # the 20th: the account took 20 before
+    assert limiter.limit == 18  # not 19
+    await finish([h.task for h in held])
+
+
 async def test_the_limit_never_drops_below_one() -> None:
     limiter = AdaptiveConcurrency(initial=1)
     for _ in range(3):
@@ -505,18 +523,35 @@ async def test_a_hook_that_raises_is_logged_and_the_report_stands(
 # --- latency ------------------------------------------------------------------------------------
 
 
-async def test_latency_is_the_smoothed_round_trip_of_admitted_requests() -> None:
-    clock = FakeClock(100.0)
+async def test_latency_is_the_smoothed_round_trip_of_admitted_requests(clock: FakeClock) -> None:
     limiter = AdaptiveConcurrency()
-    with mock.patch.object(asyncio.get_running_loop(), "time", clock):
-        for rtt, rejected in [(0.2, False), (0.001, True), (1.0, False)]:
-            async with limiter.slot() as slot:
-                clock.now += rtt
-                if rejected:
-                    slot.rejected()
-                else:
-                    slot.admitted()
+    for rtt, rejected in [(0.2, False), (0.001, True), (1.0, False)]:
+        async with limiter.slot() as slot:
+            clock.now += rtt
+            if rejected:
+                slot.rejected()
+            else:
+                slot.admitted()
     assert limiter.latency == pytest.approx(0.2 + (1.0 - 0.2) / 8)
+
+
+async def test_nothing_grows_while_round_trips_are_twice_what_they_were(clock: FakeClock) -> None:
+    # Requests queue on this side (a starved CPU): more in flight would only queue more.
+    limiter = AdaptiveConcurrency(initial=4)
+    for rtt in [0.1] * 4 + [1.0] * 8:
+        held = await hold(limiter, limiter.limit)
+        clock.now += rtt
+        await held[-1].admit()  # from the top: it would grow the limit
+        await finish([h.task for h in held])
+    assert limiter.limit == 8  # four answers at 0.1 s grew it; none since
+    assert limiter.latency is not None
+    assert limiter.latency > 2 * 0.1
+    for _ in range(16):  # back to the usual pace: once the smoothed latency follows, it grows
+        held = await hold(limiter, limiter.limit)
+        clock.now += 0.1
+        await held[-1].admit()
+        await finish([h.task for h in held])
+    assert limiter.limit > 8
 
 
 def test_logging_names_the_library() -> None:

@@ -6,28 +6,34 @@ accounts, and moves when other programs on the account get busy. :class:`Adaptiv
 learns it from the answers and holds the requests in flight at ``K``: a caller takes a
 :class:`Slot`, sends, and reports how it went; the limit moves with the reports.
 
-The controller, and why (``benchmarks/bench_adaptive.py`` measures it, and the alternative):
+The controller, and why (``benchmarks/bench_adaptive.py`` measures it, and AIMD beside it):
 
-- **No latency signal.** Netflix's Gradient2 and Vegas limits and Envoy's adaptive concurrency
-  filter lower the limit when round trips grow, which is how a server that queues shows it is
-  full. Twilio does not queue beyond ``K``, it refuses, so latency stays flat up to the limit
-  and only a 20429 says anything.
+- **The 20429 is the signal, not latency.** Netflix's Gradient2 and Vegas limits and Envoy's
+  adaptive concurrency filter lower the limit when round trips grow, which is how a server that
+  queues shows it is full. Twilio does not queue beyond ``K``, it refuses at once: latency stays
+  flat up to the limit and only a 20429 says where it is.
 - **A refusal gives a bound, not just a direction.** A request granted as the ``n``-th in
-  flight was refused: the account took fewer than ``n``. The limit drops to ``n - 1`` at once,
-  not by a factor; answers to requests granted before a drop say nothing about the new limit
-  and are ignored. AIMD instead cuts by a factor and climbs back a step per round trip, a
-  sawtooth that spends most of its time below ``K``: at ``K = 10``, sitting at 9 already loses
-  10% of what the account allows.
+  flight was refused: the account took fewer than ``n``, fewer still by the requests ahead of
+  it that were refused too (they took none of its room). The limit drops to that at once, not
+  by a factor, and answers to requests granted before a drop are ignored. AIMD instead cuts by a
+  factor and climbs back a step per round trip, a sawtooth that spends most of its time below
+  ``K``: at ``K = 10``, sitting at 9 already loses 10% of what the account allows.
 - **At the start, slow start.** Each answer admitted near the limit raises it by one, so it
   doubles every round trip, until the first refusal.
 - **Then rare probes.** Once the limit is known, one request goes above it every ten round
   trips (after ``10 * limit`` answers admitted): one answer in ``10 * limit`` (1% at a limit
   of 10, 0.1% at 100). Refused, it cost one 429, answered at once. Admitted, the limit climbs by
   2, 4, 8... each time a request at its top is admitted, until a refusal: a limit that rose from
-  10 to 30 is found in about a second at 100 ms a request. Counted in round trips rather than
-  answers, probes come as often to a process with a small share of the account as to one with
-  a large share, and the small one, probing into the large one's gaps, wins more often: several
-  processes on one account drift towards equal shares.
+  10 to 30 is found in about a second at 100 ms a request.
+- **Several programs on one account.** A refusal at a level the account took before (the
+  limit the last refusal set) means its limit fell or another program took room: the limit then
+  gives up a tenth besides, as AIMD does, so that the larger of several programs gives up more
+  and their shares drift together. Probes count round trips, not answers, so a program with a
+  small share probes as often as one with a large share.
+- **A brake for queueing on this side.** When round trips run at twice their usual length,
+  requests queue before they reach Twilio (a busy event loop, a starved CPU): more in flight
+  would only queue more, so the limit does not grow (nor probe) until they shorten again. This
+  is the one use of latency.
 - **``Twilio-Concurrent-Requests``**, when the caller passes it, confirms a probe: an admitted
   probe counts only if the account had more requests in flight than the old limit (an answer
   still on its way back can let a probe through that proves nothing). The limiter works as well
@@ -66,10 +72,18 @@ DEFAULT_CEILING: Final = 1000
 # A probe every this many round trips (limit answers): rare enough to cost little, often enough
 # to find within a couple of seconds that the account allows more again.
 _PROBE_RTTS: Final = 10
+# What a refusal below a settled limit leaves of it (see _rejected).
+_YIELD: Final = 0.9
 # Refusals remembered for _refused_ahead: far more than are ever heard during one request.
 _REFUSALS_KEPT: Final = 1024
 # Weight of the newest round trip in the smoothed latency (as TCP's SRTT: 1/8).
 _RTT_WEIGHT: Final = 0.125
+# How fast the base round trip follows a higher latency: over a few hundred answers.
+_BASE_DRIFT: Final = 1 / 256
+# Round trips this much above the base mean requests queue somewhere before Twilio's limit (a
+# busy event loop, a starved CPU); well above the spread of Twilio's own latency, and of the
+# extra round trips a new connection's handshake adds.
+_QUEUEING: Final = 2.0
 
 #: Why the limit moved: ``"grow"`` (no limit known yet, or climbing after a probe found room),
 #: ``"probe"`` (a request above the limit was admitted), ``"rejected"`` (a 20429 showed the
@@ -119,6 +133,7 @@ class AdaptiveConcurrency:
     """
 
     __slots__ = (
+        "_base",
         "_ceiling",
         "_epoch",
         "_granted",
@@ -131,6 +146,7 @@ class AdaptiveConcurrency:
         "_probing",
         "_refusals",
         "_refused",
+        "_settled",
         "_since_probe",
         "_step",
         "_waiters",
@@ -160,12 +176,17 @@ class AdaptiveConcurrency:
     _probing: bool
     #: Slots granted so far: each slot's number, its place in the order of sending.
     _granted: int
+    #: The limit the latest refusal set: a level the account took until then.
+    _settled: int
     #: Refusals heard so far.
     _refusals: int
     #: The numbers of the latest slots refused, in the order their refusals were heard.
     _refused: deque[int]
     #: Smoothed round trip of admitted answers, in seconds; ``None`` until one came back.
     _latency: float | None
+    #: The smoothed round trip when nothing queues: the lowest seen, creeping up towards the
+    #: current one so that a lasting change of Twilio's pace is followed; 0 before the first.
+    _base: float
     _on_change: Callable[[LimitChange], None] | None
 
     def __init__(
@@ -192,10 +213,12 @@ class AdaptiveConcurrency:
         self._since_probe = 0
         self._probe_due = False
         self._probing = False
+        self._settled = 0
         self._granted = 0
         self._refusals = 0
         self._refused = deque(maxlen=_REFUSALS_KEPT)
         self._latency = None
+        self._base = 0.0
         self._on_change = on_change
 
     def __repr__(self) -> str:
@@ -300,7 +323,14 @@ class AdaptiveConcurrency:
     def _admitted(self, slot: Slot, concurrent_requests: int | None) -> None:
         rtt = asyncio.get_running_loop().time() - slot._started
         latency = self._latency
-        self._latency = rtt if latency is None else latency + _RTT_WEIGHT * (rtt - latency)
+        latency = self._latency = (
+            rtt if latency is None else latency + _RTT_WEIGHT * (rtt - latency)
+        )
+        base = self._base
+        if latency < base or not base:
+            base = self._base = latency
+        else:
+            base = self._base = base + _BASE_DRIFT * (latency - base)
         if slot._probe:
             self._probing = False
         if slot._epoch != self._epoch:
@@ -312,6 +342,10 @@ class AdaptiveConcurrency:
             else:
                 self._step = 2
                 self._move(slot._ordinal, "probe")
+        elif latency > _QUEUEING * base:
+            # Requests queue on this side of Twilio (a busy event loop, a starved CPU): more in
+            # flight would not be more purchases a second, only longer round trips. Hold.
+            pass
         elif self._growing:
             # One more per answer, rather than a jump once a round trip: new requests go out as
             # answers come back, so a refusal is heard a few requests after the account's
@@ -342,11 +376,18 @@ class AdaptiveConcurrency:
         self._step = 0
         self._probe_due = False
         self._since_probe = 0
-        bound = max(1, slot._ordinal - 1 - self._refused_ahead(slot))
+        bound = slot._ordinal - 1 - self._refused_ahead(slot)
+        if slot._ordinal <= self._settled and not slot._probe:
+            # Refused at a level the account took before: the account's limit fell, or another
+            # program on it took room. Give up a tenth besides, as AIMD does: the larger of
+            # several programs sharing an account gives up more, and their shares converge.
+            bound = min(bound, int(self._limit * _YIELD))
+        bound = max(1, bound)
         self._refusals += 1
         self._refused.append(slot._number)
         if bound < self._limit:
             self._epoch += 1
+            self._settled = bound
             self._move(bound, "rejected")
 
     def _refused_ahead(self, slot: Slot) -> int:
