@@ -37,6 +37,7 @@ import argparse
 import asyncio
 import base64
 import contextlib
+import itertools
 import json
 import os
 import subprocess
@@ -409,7 +410,7 @@ def change(*, quick: bool) -> dict[str, Any]:
     check_sandbox(stats, run["bought"])
     row = summarise(run, stats, k=30, latency=latency)
     row["steps"] = steps
-    row["settle"] = [settle_time(run["trace"], steps, i) for i in (1, 2)]
+    row["settle"] = [settle_time(run["trace"], steps, i, latency) for i in (1, 2)]
     print(
         f"  K 30 -> 10 at {first:g} s: limit within 10% after {row['settle'][0]:.2f} s; "
         f"10 -> 30 at {second:g} s: after {row['settle'][1]:.2f} s; "
@@ -423,23 +424,30 @@ def _setter(sandbox: SandboxProcess, k: int) -> Callable[[], None]:
     return lambda: sandbox.set_limit(k)
 
 
-def settle_time(trace: list[tuple[float, int]], steps: list[tuple[float, int]], i: int) -> float:
-    """Seconds from step ``i`` until the limit is within 10% of the new K and stays there."""
+def settle_time(
+    trace: list[tuple[float, int]], steps: list[tuple[float, int]], i: int, latency: float
+) -> float:
+    """Seconds from step ``i`` until the limit is within 10% of the new K and stays there.
+
+    A spell outside shorter than a round trip does not count: a probe, or a climb that is
+    refused at once, takes the limit above K for a moment without changing the pace.
+    """
     at, k = steps[i]
     until = steps[i + 1][0] if i + 1 < len(steps) else float("inf")
-
-    def near(limit: int) -> bool:
-        return abs(limit - k) <= 0.1 * k
-
-    before = [limit for t, limit in trace if t <= at]
-    settled = at if near(before[-1]) else None
-    for t, limit in trace:
-        if at < t < until:
-            if not near(limit):
-                settled = None
-            elif settled is None:
-                settled = t
-    return float("nan") if settled is None else settled - at
+    points = [(t, limit) for t, limit in trace if t <= at][-1:] + [
+        (t, limit) for t, limit in trace if at < t < until
+    ]
+    points.append((min(until, points[-1][0] + 10.0), points[-1][1]))
+    settled = at
+    spell: float | None = None  # when the current spell outside the band began
+    for (t, limit), (next_t, _) in itertools.pairwise(points):
+        if abs(limit - k) <= 0.1 * k:
+            spell = None
+            continue
+        spell = max(t, at) if spell is None else spell
+        if next_t - spell >= latency or spell == at:
+            settled = next_t
+    return settled - at
 
 
 def two(*, quick: bool) -> dict[str, Any]:

@@ -157,9 +157,9 @@ def test_exports_are_sorted() -> None:
 
 def test_defaults_and_repr() -> None:
     limiter = AdaptiveConcurrency()
-    assert (limiter.limit, limiter.ceiling) == (16, 1000)
+    assert (limiter.limit, limiter.ceiling) == (32, 1000)
     assert (limiter.in_flight, limiter.waiting, limiter.latency) == (0, 0, None)
-    assert repr(limiter) == "AdaptiveConcurrency(limit=16, in_flight=0, ceiling=1000)"
+    assert repr(limiter) == "AdaptiveConcurrency(limit=32, in_flight=0, ceiling=1000)"
 
 
 @pytest.mark.parametrize(
@@ -266,13 +266,14 @@ async def test_a_slot_is_used_once_and_reports_once_inside() -> None:
 # --- the limit ----------------------------------------------------------------------------------
 
 
-async def test_at_the_start_each_answer_from_near_the_limit_raises_it_by_one() -> None:
+async def test_at_the_start_each_answer_while_the_limit_is_used_raises_it_by_one() -> None:
     changes: list[LimitChange] = []
     limiter = AdaptiveConcurrency(initial=4, on_change=changes.append)
-    held = await hold(limiter, 4)  # granted 1st to 4th in flight
-    for h in reversed(held):
+    held = await hold(limiter, 4)
+    for h in held:
         await h.admit()
-    # The 4th and 3rd raise it; the 2nd and 1st come from below half the new limit (6).
+    # Answered with 4 and 3 in flight, the first two raise it; with 2 and 1 in flight, under
+    # half of the new limit (6) is used: no more.
     assert changes == [LimitChange(5, 4, "grow"), LimitChange(6, 5, "grow")]
 
 
@@ -305,9 +306,19 @@ async def test_a_refusal_at_a_level_the_account_took_before_also_gives_up_a_tent
     # The account's limit fell, or another program on it took room: as in AIMD, the larger of
     # several programs gives up more, and their shares converge.
     limiter = await known_limit(20)
-    held = await hold(limiter, 20)
-    await held[-1].reject()  # the 20th: the account took 20 before
+    held = await probe_out(limiter)  # ten round trips at 20 without a refusal: settled
+    normal = next(h for h in held if h.slot._ordinal == 20)
+    await normal.reject()
     assert limiter.limit == 18  # not 19
+    await finish([h.task for h in held])
+
+
+async def test_a_refusal_just_after_a_cut_is_taken_at_its_word() -> None:
+    # The cut before was not deep enough (a limit coming down from far above): no tenth more.
+    limiter = await known_limit(20)
+    held = await hold(limiter, 20)
+    await held[-1].reject()
+    assert limiter.limit == 19
     await finish([h.task for h in held])
 
 
@@ -354,10 +365,13 @@ async def answered(limiter: AdaptiveConcurrency, count: int, held: list[Held]) -
     held[:] = [h for h in held if not h.task.done()]
 
 
-async def probe_out(limiter: AdaptiveConcurrency, *, waiters: int = 0) -> list[Held]:
-    """Keep ``limiter`` full for ten round trips, until its probe is granted; then queue
-    ``waiters`` more. The probe is ``held[-1 - waiters]``."""
-    held: list[Held] = []
+async def probe_out(
+    limiter: AdaptiveConcurrency, held: list[Held] | None = None, *, waiters: int = 0
+) -> list[Held]:
+    """Keep ``limiter`` full until its probe is granted (ten round trips, when it was not
+    refused before); then queue ``waiters`` more. Returns what is held (``held``, grown): the
+    probe is ``held[-1 - waiters]``."""
+    held = [] if held is None else held
     await answered(limiter, 10 * limiter.limit, held)
     held += await hold(limiter, 2 + waiters)
     assert held[-1 - waiters].slot._probe
@@ -381,14 +395,44 @@ async def test_a_probe_goes_above_the_limit_every_ten_round_trips() -> None:
     await finish([h.task for h in held])
 
 
-async def test_a_refused_probe_leaves_the_limit_and_the_next_waits_ten_round_trips() -> None:
+async def test_each_refused_probe_puts_the_next_five_round_trips_further_off() -> None:
+    limiter = await known_limit(20)
+    held: list[Held] = []
+    for rtts in (10, 15, 20, 25, 30, 30):
+        await answered(limiter, rtts * 20 - 1, held)
+        held += await hold(limiter, 2)
+        assert (limiter.in_flight, limiter.waiting) == (20, 1)  # not yet
+        await held[0].admit()  # the last answer before the probe: its slot to the waiter
+        held += await hold(limiter, 1)
+        assert limiter.in_flight == 21  # the probe
+        await held.pop().reject()
+        assert limiter.limit == 20
+        held = [h for h in held if not h.task.done()]
+    await finish([h.task for h in held])
+
+
+async def test_once_the_limit_moved_the_next_probe_comes_ten_round_trips_on() -> None:
     limiter = await known_limit(20)
     held = await probe_out(limiter)
-    await held.pop().reject()
-    assert limiter.limit == 20
-    await answered(limiter, 199, held)
+    await held.pop().reject()  # the next comes 15 round trips on...
+    await answered(limiter, 5 * 20, held)
+    await probe_out(limiter, held)
+    await held.pop().admit()  # ... and finds the account takes 21
+    assert limiter.limit == 21
+    held = [h for h in held if not h.task.done()]
     held += await hold(limiter, 2)
-    assert (limiter.in_flight, limiter.waiting) == (20, 1)
+    await next(h for h in held if h.slot._ordinal == 21).reject()  # but not 21 for long
+    assert limiter.limit == 20
+    for h in held:  # what was sent before the cut says nothing about the limit after it
+        if not h.task.done():
+            await h.drop()
+    held = []
+    await answered(limiter, 10 * 20 - 1, held)
+    held += await hold(limiter, 2)
+    assert limiter.waiting == 1
+    await held[0].admit()
+    held += await hold(limiter, 1)
+    assert limiter.in_flight == 21  # the probe, ten round trips on
     await finish([h.task for h in held])
 
 
@@ -499,9 +543,9 @@ async def test_the_limit_over_time_is_reported_to_the_hook() -> None:
     account = Account(limiter, 40)
     tasks = start(account, 300)
     await account.answer(300)
-    # One more per answer from 16, until a request above 40 was refused.
+    # One more per answer from 32, until a request above 40 was refused.
     first_cut = [c.reason for c in changes].index("rejected")
-    assert changes[:first_cut] == [LimitChange(n + 1, n, "grow") for n in range(16, 16 + first_cut)]
+    assert changes[:first_cut] == [LimitChange(n + 1, n, "grow") for n in range(32, 32 + first_cut)]
     assert changes[first_cut].limit == 40
     assert all(c.previous == p.limit for p, c in itertools.pairwise(changes))
     await finish(tasks)

@@ -18,18 +18,22 @@ The controller, and why (``benchmarks/bench_adaptive.py`` measures it, and AIMD 
   by a factor, and answers to requests granted before a drop are ignored. AIMD instead cuts by a
   factor and climbs back a step per round trip, a sawtooth that spends most of its time below
   ``K``: at ``K = 10``, sitting at 9 already loses 10% of what the account allows.
-- **At the start, slow start.** Each answer admitted near the limit raises it by one, so it
-  doubles every round trip, until the first refusal.
-- **Then rare probes.** Once the limit is known, one request goes above it every ten round
-  trips (after ``10 * limit`` answers admitted): one answer in ``10 * limit`` (1% at a limit
-  of 10, 0.1% at 100). Refused, it cost one 429, answered at once. Admitted, the limit climbs by
-  2, 4, 8... each time a request at its top is admitted, until a refusal: a limit that rose from
-  10 to 30 is found in about a second at 100 ms a request.
-- **Several programs on one account.** A refusal at a level the account took before (the
-  limit the last refusal set) means its limit fell or another program took room: the limit then
+- **At the start, slow start.** Each answer admitted while the limit is in use raises it by
+  one, so it doubles every round trip, until the first refusal. (Tripling reaches a high limit
+  a round trip sooner, but measured worse: refusals that come back late, from requests waiting
+  for a new connection on a busy machine, let it run to three times the account's limit.)
+- **Then rare probes.** Once the limit is known, one request goes above it ten round trips
+  (``10 * limit`` answers admitted) after the limit last moved, then every 15, 20... up to 30
+  round trips while probes are refused: one answer in ``10 * limit`` at most (1% at a limit of
+  10, 0.1% at 100), and a third of that once the limit has held a while. Refused, a probe cost
+  one 429, answered at once. Admitted, the limit climbs by 2, 4, 8... each time a request at
+  its top is admitted, until a refusal: a limit that rose from 10 to 30 soon after it fell is
+  found in about a second at 100 ms a request.
+- **Several programs on one account.** A refusal at a level the account took before (a limit
+  that lasted ten round trips) means its limit fell or another program took room: the limit then
   gives up a tenth besides, as AIMD does, so that the larger of several programs gives up more
-  and their shares drift together. Probes count round trips, not answers, so a program with a
-  small share probes as often as one with a large share.
+  and their shares drift together, and probes again after ten round trips. Probes count round
+  trips, not answers, so a program with a small share probes as often as one with a large one.
 - **A brake for queueing on this side.** When round trips run at twice their usual length,
   requests queue before they reach Twilio (a busy event loop, a starved CPU): more in flight
   would only queue more, so the limit does not grow (nor probe) until they shorten again. This
@@ -64,14 +68,18 @@ __all__ = ["DEFAULT_CEILING", "DEFAULT_INITIAL", "AdaptiveConcurrency", "LimitCh
 
 logger = logging.getLogger("twilio_numbers_async")
 
-#: The limit's starting point. Low enough that an account allowing 10 sees a handful of 429s
-#: while the limit is found, high enough that one allowing 100 is reached in three round trips.
-DEFAULT_INITIAL: Final = 16
+#: The limit's starting point. An account allowing 10 pays 22 refusals, answered at once, to
+#: find it (1% of 2,000 purchases); one allowing 100 is reached in two round trips, which is
+#: what a short run at a high limit loses.
+DEFAULT_INITIAL: Final = 32
 #: The most requests in flight the limiter ever allows, unless told otherwise.
 DEFAULT_CEILING: Final = 1000
-# A probe every this many round trips (limit answers): rare enough to cost little, often enough
-# to find within a couple of seconds that the account allows more again.
+# A probe every this many round trips (limit answers) after the limit last moved: soon enough to
+# find within a couple of seconds that the account allows more again. Each refused probe puts
+# the next 5 round trips further off, up to 30: a limit that holds is probed less and less.
 _PROBE_RTTS: Final = 10
+_PROBE_RTTS_BACKOFF: Final = 5
+_PROBE_RTTS_MOST: Final = 30
 # What a refusal below a settled limit leaves of it (see _rejected).
 _YIELD: Final = 0.9
 # Refusals remembered for _refused_ahead: far more than are ever heard during one request.
@@ -141,8 +149,10 @@ class AdaptiveConcurrency:
         "_in_flight",
         "_latency",
         "_limit",
+        "_loop",
         "_on_change",
         "_probe_due",
+        "_probe_rtts",
         "_probing",
         "_refusals",
         "_refused",
@@ -162,8 +172,8 @@ class AdaptiveConcurrency:
     _waiters: deque[tuple[Slot, asyncio.Future[None]]]
     #: Counts the limit's drops: a slot granted before the latest drop reports stale news.
     _epoch: int
-    #: No limit is known yet: each answer admitted near the limit raises it by one, so that it
-    #: doubles every round trip, as TCP's slow start.
+    #: No limit is known yet: each answer admitted while the limit is used raises it by one,
+    #: so that it doubles every round trip (slow start).
     _growing: bool
     #: A probe found room: the next raise, doubling each time the limit is proven; 0 when not
     #: climbing.
@@ -174,9 +184,11 @@ class AdaptiveConcurrency:
     _probe_due: bool
     #: The probe slot is out.
     _probing: bool
+    #: Round trips at the limit before the next probe.
+    _probe_rtts: int
     #: Slots granted so far: each slot's number, its place in the order of sending.
     _granted: int
-    #: The limit the latest refusal set: a level the account took until then.
+    #: A limit that lasted ten round trips without a refusal: a level the account took.
     _settled: int
     #: Refusals heard so far.
     _refusals: int
@@ -188,6 +200,8 @@ class AdaptiveConcurrency:
     #: current one so that a lasting change of Twilio's pace is followed; 0 before the first.
     _base: float
     _on_change: Callable[[LimitChange], None] | None
+    #: The loop of the latest caller; see _now.
+    _loop: asyncio.AbstractEventLoop | None
 
     def __init__(
         self,
@@ -213,6 +227,7 @@ class AdaptiveConcurrency:
         self._since_probe = 0
         self._probe_due = False
         self._probing = False
+        self._probe_rtts = _PROBE_RTTS
         self._settled = 0
         self._granted = 0
         self._refusals = 0
@@ -220,6 +235,7 @@ class AdaptiveConcurrency:
         self._latency = None
         self._base = 0.0
         self._on_change = on_change
+        self._loop = None
 
     def __repr__(self) -> str:
         return (
@@ -261,6 +277,18 @@ class AdaptiveConcurrency:
 
     # --- taking and giving back ----------------------------------------------------------
 
+    def _now(self) -> float:
+        """The running loop's time.
+
+        On Python 3.11 ``asyncio.get_running_loop()`` makes a ``getpid`` system call; this runs
+        twice a request. As ``TokenBucket.acquire`` does, the loop is remembered: a thread runs
+        one loop at a time, so a remembered loop that is running is the caller's.
+        """
+        loop = self._loop
+        if loop is None or not loop.is_running():
+            loop = self._loop = asyncio.get_running_loop()
+        return loop.time()
+
     def _has_room(self) -> bool:
         return self._in_flight < self._limit or (self._probe_due and self._in_flight == self._limit)
 
@@ -278,11 +306,10 @@ class AdaptiveConcurrency:
             self._probing = True
 
     async def _acquire(self, slot: Slot) -> None:
-        loop = asyncio.get_running_loop()
         if not self._waiters and self._has_room():
-            self._grant(slot, loop.time())
+            self._grant(slot, self._now())
             return
-        fut: asyncio.Future[None] = loop.create_future()
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         entry = (slot, fut)
         self._waiters.append(entry)
         try:
@@ -310,7 +337,7 @@ class AdaptiveConcurrency:
         waiters = self._waiters
         if not waiters:
             return
-        now = asyncio.get_running_loop().time()
+        now = self._now()
         while waiters and self._has_room():
             slot, fut = waiters.popleft()
             if fut.done():  # cancelled: its task removes nothing, the entry is gone
@@ -321,7 +348,7 @@ class AdaptiveConcurrency:
     # --- feedback ------------------------------------------------------------------------
 
     def _admitted(self, slot: Slot, concurrent_requests: int | None) -> None:
-        rtt = asyncio.get_running_loop().time() - slot._started
+        rtt = self._now() - slot._started
         latency = self._latency
         latency = self._latency = (
             rtt if latency is None else latency + _RTT_WEIGHT * (rtt - latency)
@@ -341,6 +368,7 @@ class AdaptiveConcurrency:
                 self._probe_due = True
             else:
                 self._step = 2
+                self._probe_rtts = _PROBE_RTTS
                 self._move(slot._ordinal, "probe")
         elif latency > _QUEUEING * base:
             # Requests queue on this side of Twilio (a busy event loop, a starved CPU): more in
@@ -349,9 +377,9 @@ class AdaptiveConcurrency:
         elif self._growing:
             # One more per answer, rather than a jump once a round trip: new requests go out as
             # answers come back, so a refusal is heard a few requests after the account's
-            # limit is crossed, not a whole doubling later. Answers from far below the limit
-            # show it is not used, and a limit that is not used must not grow.
-            if 2 * slot._ordinal >= self._limit:
+            # limit is crossed, not a whole round trip's growth later. A limit that is not used
+            # (fewer than half of it in flight) must not grow.
+            if 2 * self._in_flight >= self._limit:
                 self._move(self._limit + 1, "grow")
         elif self._step:
             # Climbing after a probe found room: raise by 2, 4, 8... each time a request at
@@ -364,7 +392,10 @@ class AdaptiveConcurrency:
                 self._move(self._limit + step, "grow")
         elif not self._probing and not self._probe_due and self._limit < self._ceiling:
             self._since_probe += 1
-            if self._since_probe >= _PROBE_RTTS * self._limit:
+            if self._since_probe == _PROBE_RTTS * self._limit:
+                # Ten round trips at this limit without a refusal: the account takes it.
+                self._settled = self._limit
+            if self._since_probe >= self._probe_rtts * self._limit:
                 self._probe_due = True
         # No waking here: the reporter still holds its slot, and a probe granted now would be
         # the limit-th in flight by the time it is sent, not one above. Leaving the block wakes.
@@ -372,6 +403,7 @@ class AdaptiveConcurrency:
     def _rejected(self, slot: Slot) -> None:
         if slot._probe:
             self._probing = False
+            self._probe_rtts = min(self._probe_rtts + _PROBE_RTTS_BACKOFF, _PROBE_RTTS_MOST)
         self._growing = False
         self._step = 0
         self._probe_due = False
@@ -381,13 +413,14 @@ class AdaptiveConcurrency:
             # Refused at a level the account took before: the account's limit fell, or another
             # program on it took room. Give up a tenth besides, as AIMD does: the larger of
             # several programs sharing an account gives up more, and their shares converge.
+            # And probe soon again: the account may take more again as soon as it took less.
             bound = min(bound, int(self._limit * _YIELD))
+            self._probe_rtts = _PROBE_RTTS
         bound = max(1, bound)
         self._refusals += 1
         self._refused.append(slot._number)
         if bound < self._limit:
             self._epoch += 1
-            self._settled = bound
             self._move(bound, "rejected")
 
     def _refused_ahead(self, slot: Slot) -> int:
