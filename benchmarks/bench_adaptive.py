@@ -481,6 +481,13 @@ def two(*, quick: bool) -> dict[str, Any]:
     began = min(run["wall_start"] for run in runs)
     ended = max(run["wall_start"] + run["seconds"] for run in runs)
     together = bought / (ended - began)
+    # While both run: the account shared. After the first ends, the other must find its room.
+    both_from = max(run["wall_start"] for run in runs)
+    both_to = min(run["wall_start"] + run["seconds"] for run in runs)
+    while_both = [
+        run["wall_start"] + t for run in runs for t in run["done_at"]
+    ]  # completion times, on one clock
+    in_both = sum(1 for t in while_both if both_from <= t < both_to) / (both_to - both_from)
     posts = sum(stats["posts"].values())
     row = {
         "k": k,
@@ -491,11 +498,17 @@ def two(*, quick: bool) -> dict[str, Any]:
         "seconds": ended - began,
         "rate": together,
         "share": together / (k / latency),
+        "share_while_both": in_both / (k / latency),
+        "split_while_both": [
+            sum(1 for t in run["done_at"] if both_from <= run["wall_start"] + t < both_to)
+            for run in runs
+        ],
         "posts_429": stats["posts"].get("429", 0) / posts,
     }
     print(
         f"  two processes, K {k}, L {latency * 1000:.0f} ms: {together:.0f}/s together "
-        f"({row['share']:.2f} of K/L; {runs[0]['rate']:.0f} + {runs[1]['rate']:.0f}), "
+        f"= {row['share']:.2f} of K/L first start to last end, {row['share_while_both']:.2f} "
+        f"while both ran (their purchases then: {row['split_while_both']}); "
         f"{100 * row['posts_429']:.1f}% answered 429, {row['failed']} failed",
         flush=True,
     )

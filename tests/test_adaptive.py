@@ -569,14 +569,59 @@ async def test_a_hook_that_raises_is_logged_and_the_report_stands(
 
 async def test_latency_is_the_smoothed_round_trip_of_admitted_requests(clock: FakeClock) -> None:
     limiter = AdaptiveConcurrency()
-    for rtt, rejected in [(0.2, False), (0.001, True), (1.0, False)]:
-        async with limiter.slot() as slot:
-            clock.now += rtt
-            if rejected:
-                slot.rejected()
-            else:
-                slot.admitted()
+    first, refused = await hold(limiter, 2)
+    clock.now += 0.2
+    await first.admit()
+    await refused.reject()  # a refusal's round trip is not the latency
+    last = (await hold(limiter, 1))[0]
+    clock.now += 1.0
+    await last.admit()
     assert limiter.latency == pytest.approx(0.2 + (1.0 - 0.2) / 8)
+
+
+async def test_refused_with_no_room_even_for_one_a_slot_is_held_longer(clock: FakeClock) -> None:
+    # The limit cannot go below one: a pause instead, a round trip, doubling while it lasts,
+    # rather than one refused request after another.
+    limiter = AdaptiveConcurrency(initial=1, ceiling=1)
+    async with limiter.slot() as slot:
+        clock.now += 0.1
+        slot.admitted()
+    for pause in (0.1, 0.2, 0.4):
+        refused, waiter = Held(limiter), Held(limiter)
+        await settle()
+        refused.answer.set_result(Slot.rejected)
+        await settle()
+        await clock.advance(pause - 0.001)
+        assert not waiter.granted
+        await clock.advance(0.001)
+        assert waiter.granted
+        await waiter.drop()
+    async with limiter.slot() as slot:  # admitted again: no more pause
+        slot.admitted()
+    refused, waiter = Held(limiter), Held(limiter)
+    await settle()
+    await refused.drop()  # not refused: no pause
+    assert waiter.granted
+    await finish([waiter.task])
+
+
+async def test_the_first_request_admitted_after_a_pause_probes(clock: FakeClock) -> None:
+    limiter = AdaptiveConcurrency(initial=1, ceiling=10)
+    async with limiter.slot() as slot:
+        clock.now += 0.1
+        slot.admitted()
+    refused = Held(limiter)
+    await settle()
+    refused.answer.set_result(Slot.rejected)  # no room even for one: the floor, and a pause
+    await settle()
+    await clock.advance(0.1)
+    assert (limiter.limit, limiter.in_flight) == (1, 0)
+    # Room again: whatever held the account may have stopped. Probe at once.
+    await (await hold(limiter, 1))[0].admit()
+    held = await hold(limiter, 2)
+    assert limiter.in_flight == 2
+    assert held[1].slot._probe
+    await finish([h.task for h in held])
 
 
 async def test_nothing_grows_while_round_trips_are_twice_what_they_were(clock: FakeClock) -> None:

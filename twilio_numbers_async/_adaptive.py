@@ -23,17 +23,22 @@ The controller, and why (``benchmarks/bench_adaptive.py`` measures it, and AIMD 
   a round trip sooner, but measured worse: refusals that come back late, from requests waiting
   for a new connection on a busy machine, let it run to three times the account's limit.)
 - **Then rare probes.** Once the limit is known, one request goes above it ten round trips
-  (``10 * limit`` answers admitted) after the limit last moved, then every 15, 20... up to 30
-  round trips while probes are refused: one answer in ``10 * limit`` at most (1% at a limit of
-  10, 0.1% at 100), and a third of that once the limit has held a while. Refused, a probe cost
-  one 429, answered at once. Admitted, the limit climbs by 2, 4, 8... each time a request at
-  its top is admitted, until a refusal: a limit that rose from 10 to 30 soon after it fell is
-  found in about a second at 100 ms a request.
+  (``10 * limit`` answers admitted) after the limit last moved, then, at limits of 10 and more,
+  every 15, 20... up to 30 round trips while probes are refused: one answer in ``10 * limit``
+  at most (1% at a limit of 10, 0.1% at 100), and a third of that once the limit has held.
+  Refused, a probe cost one 429, answered at once. Admitted, the limit climbs by 2, 4, 8...
+  each time a request at its top is admitted, until a refusal: a limit that rose from 10 to 30
+  soon after it fell is found in about a second at 100 ms a request.
 - **Several programs on one account.** A refusal at a level the account took before (a limit
   that lasted ten round trips) means its limit fell or another program took room: the limit then
   gives up a tenth besides, as AIMD does, so that the larger of several programs gives up more
   and their shares drift together, and probes again after ten round trips. Probes count round
   trips, not answers, so a program with a small share probes as often as one with a large one.
+- **Below one, a pause.** When even the first request in flight is refused (another program
+  holds the whole account), the limit stays at one and that slot is held a round trip longer
+  before it is given back, twice as long each time it happens again, up to four round trips:
+  callers retry a refused request at once, and the limiter paces them. The first request
+  admitted after that probes at once: the room may be back.
 - **A brake for queueing on this side.** When round trips run at twice their usual length,
   requests queue before they reach Twilio (a busy event loop, a starved CPU): more in flight
   would only queue more, so the limit does not grow (nor probe) until they shorten again. This
@@ -80,6 +85,9 @@ DEFAULT_CEILING: Final = 1000
 _PROBE_RTTS: Final = 10
 _PROBE_RTTS_BACKOFF: Final = 5
 _PROBE_RTTS_MOST: Final = 30
+# The longest pause at the floor (see _rejected): this many round trips, and 2 s at most.
+_PAUSE_ROUND_TRIPS: Final = 4
+_PAUSE_MOST: Final = 2.0
 # What a refusal below a settled limit leaves of it (see _rejected).
 _YIELD: Final = 0.9
 # Refusals remembered for _refused_ahead: far more than are ever heard during one request.
@@ -130,8 +138,10 @@ class AdaptiveConcurrency:
             # Anything else (a 5xx, a dropped connection, an exception) reports nothing.
 
     The slot is held from entering the block to leaving it, whatever happens inside; a task
-    cancelled while it waits takes no slot. A 429 *with* ``Retry-After`` is a rate limit, not a
-    concurrency one: report nothing and wait as it says.
+    cancelled while it waits takes no slot. A refused request may be sent again at once, in a
+    new slot: the limit has already dropped, and when it cannot drop below one, leaving the
+    block pauses instead. A 429 *with* ``Retry-After`` is a rate limit, not a concurrency one:
+    report nothing and wait as it says.
 
     :param initial: The limit to start from, before any answer came back.
     :param ceiling: The most requests in flight ever allowed, whatever the answers say.
@@ -151,6 +161,7 @@ class AdaptiveConcurrency:
         "_limit",
         "_loop",
         "_on_change",
+        "_pause",
         "_probe_due",
         "_probe_rtts",
         "_probing",
@@ -200,6 +211,8 @@ class AdaptiveConcurrency:
     #: current one so that a lasting change of Twilio's pace is followed; 0 before the first.
     _base: float
     _on_change: Callable[[LimitChange], None] | None
+    #: The latest pause after a refusal at the floor; 0 once a request is admitted again.
+    _pause: float
     #: The loop of the latest caller; see _now.
     _loop: asyncio.AbstractEventLoop | None
 
@@ -235,6 +248,7 @@ class AdaptiveConcurrency:
         self._latency = None
         self._base = 0.0
         self._on_change = on_change
+        self._pause = 0.0
         self._loop = None
 
     def __repr__(self) -> str:
@@ -349,6 +363,11 @@ class AdaptiveConcurrency:
 
     def _admitted(self, slot: Slot, concurrent_requests: int | None) -> None:
         rtt = self._now() - slot._started
+        if self._pause:
+            # Room again after the account had none: whatever held it may have stopped, and
+            # the limit is at the floor. Probe at once rather than ten round trips on.
+            self._pause = 0.0
+            self._probe_due = not self._probing and self._limit < self._ceiling
         latency = self._latency
         latency = self._latency = (
             rtt if latency is None else latency + _RTT_WEIGHT * (rtt - latency)
@@ -403,12 +422,27 @@ class AdaptiveConcurrency:
     def _rejected(self, slot: Slot) -> None:
         if slot._probe:
             self._probing = False
-            self._probe_rtts = min(self._probe_rtts + _PROBE_RTTS_BACKOFF, _PROBE_RTTS_MOST)
+            if self._limit >= _PROBE_RTTS:
+                # Below 10 there is little to save, and a program squeezed down to a few slots
+                # by another on the account must find the room soon once the other stops.
+                self._probe_rtts = min(self._probe_rtts + _PROBE_RTTS_BACKOFF, _PROBE_RTTS_MOST)
         self._growing = False
         self._step = 0
         self._probe_due = False
         self._since_probe = 0
         bound = slot._ordinal - 1 - self._refused_ahead(slot)
+        if bound < 1:
+            # The account had no room even for one: the limit cannot go below one, so this
+            # slot is held a while longer instead (a limit below one, as a pause), doubling
+            # while it lasts, lest the program send one refused request after another; but
+            # not beyond a few round trips, to find the room soon when it comes back.
+            first = self._latency if self._latency is not None else self._now() - slot._started
+            self._pause = (
+                min(2 * self._pause, _PAUSE_ROUND_TRIPS * first, _PAUSE_MOST)
+                if self._pause
+                else first
+            )
+            slot._pause = self._pause
         if slot._ordinal <= self._settled and not slot._probe:
             # Refused at a level the account took before: the account's limit fell, or another
             # program on it took room. Give up a tenth besides, as AIMD does: the larger of
@@ -473,6 +507,7 @@ class Slot:
         "_limiter",
         "_number",
         "_ordinal",
+        "_pause",
         "_probe",
         "_refusals",
         "_started",
@@ -484,6 +519,7 @@ class Slot:
         self._state = _NEW
         self._probe = False
         self._number = 0
+        self._pause = 0.0
         self._ordinal = 0
         self._refusals = 0
         self._epoch = 0
@@ -506,8 +542,12 @@ class Slot:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        self._limiter._release(self)
-        self._state = _DONE
+        try:
+            if self._pause:
+                await asyncio.sleep(self._pause)
+        finally:
+            self._limiter._release(self)
+            self._state = _DONE
 
     def admitted(self, concurrent_requests: int | None = None) -> None:
         """Twilio processed the request: a 2xx, or a 4xx other than 429.
