@@ -348,6 +348,7 @@ def cell(k: int, latency: float, count: int, *, limiter_kind: str, area: int) ->
         )
         stats = sandbox.stats()
     check_sandbox(stats, run["bought"])
+    del run["done_at"]  # only the K change plots its purchases over time
     return summarise(run, stats, k=k, latency=latency)
 
 
@@ -505,6 +506,8 @@ def two(*, quick: bool) -> dict[str, Any]:
         ],
         "posts_429": stats["posts"].get("429", 0) / posts,
     }
+    for run in runs:
+        del run["done_at"]
     print(
         f"  two processes, K {k}, L {latency * 1000:.0f} ms: {together:.0f}/s together "
         f"= {row['share']:.2f} of K/L first start to last end, {row['share_while_both']:.2f} "
