@@ -151,6 +151,7 @@ def test_exports_are_sorted() -> None:
         "DEFAULT_INITIAL",
         "AdaptiveConcurrency",
         "LimitChange",
+        "LimitReason",
         "Slot",
     ]
 

@@ -31,9 +31,14 @@ The controller, and why (``benchmarks/bench_adaptive.py`` measures it, and AIMD 
   soon after it fell is found in about a second at 100 ms a request.
 - **Several programs on one account.** A refusal at a level the account took before (a limit
   that lasted ten round trips) means its limit fell or another program took room: the limit then
-  gives up a tenth besides, as AIMD does, so that the larger of several programs gives up more
-  and their shares drift together, and probes again after ten round trips. Probes count round
-  trips, not answers, so a program with a small share probes as often as one with a large one.
+  gives up a tenth besides, as AIMD does, so that the larger of several programs gives up more,
+  and probes again after ten round trips. Probes count round trips, not answers, so a program
+  with a small share probes as often as one with a large one. Shares drift together only where
+  a program can take the room another frees, which over a network stays open for a round trip;
+  on loopback the one that frees a slot takes it back first, and a program squeezed to one slot
+  stays there until the other stops (measured in ``benchmarks/RESULTS.md``). Nothing in a
+  20429 tells a program alone at ``K`` from one beside another: for equal shares, share one
+  limit (through Redis) or use ``Twilio-Concurrent-Requests``.
 - **Below one, a pause.** When even the first request in flight is refused (another program
   holds the whole account), the limit stays at one and that slot is held a round trip longer
   before it is given back, twice as long each time it happens again, up to four round trips:
@@ -69,13 +74,20 @@ from ._sids import check_count
 if TYPE_CHECKING:
     from types import TracebackType
 
-__all__ = ["DEFAULT_CEILING", "DEFAULT_INITIAL", "AdaptiveConcurrency", "LimitChange", "Slot"]
+__all__ = [
+    "DEFAULT_CEILING",
+    "DEFAULT_INITIAL",
+    "AdaptiveConcurrency",
+    "LimitChange",
+    "LimitReason",
+    "Slot",
+]
 
 logger = logging.getLogger("twilio_numbers_async")
 
 #: The limit's starting point. An account allowing 10 pays 22 refusals, answered at once, to
-#: find it (1% of 2,000 purchases); one allowing 100 is reached in two round trips, which is
-#: what a short run at a high limit loses.
+#: find it (1% of 2,000 purchases); one allowing 100 is reached in two to three round trips,
+#: which is what a short run at a high limit loses.
 DEFAULT_INITIAL: Final = 32
 #: The most requests in flight the limiter ever allows, unless told otherwise.
 DEFAULT_CEILING: Final = 1000
