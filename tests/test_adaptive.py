@@ -10,14 +10,12 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-import logging
 import random
 from typing import TYPE_CHECKING
 from unittest import mock
 
 import pytest
 
-from twilio_numbers_async import _adaptive
 from twilio_numbers_async._adaptive import AdaptiveConcurrency, LimitChange, Slot
 
 from .test_ratelimit import FakeClock, settle
@@ -143,17 +141,6 @@ def limits(changes: list[LimitChange]) -> list[int]:
 
 
 # --- construction -------------------------------------------------------------------------------
-
-
-def test_exports_are_sorted() -> None:
-    assert _adaptive.__all__ == [
-        "DEFAULT_CEILING",
-        "DEFAULT_INITIAL",
-        "AdaptiveConcurrency",
-        "LimitChange",
-        "LimitReason",
-        "Slot",
-    ]
 
 
 def test_defaults_and_repr() -> None:
@@ -642,7 +629,3 @@ async def test_nothing_grows_while_round_trips_are_twice_what_they_were(clock: F
         await held[-1].admit()
         await finish([h.task for h in held])
     assert limiter.limit > 8
-
-
-def test_logging_names_the_library() -> None:
-    assert _adaptive.logger is logging.getLogger("twilio_numbers_async")
