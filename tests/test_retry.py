@@ -115,7 +115,8 @@ def test_a_retry_after_that_is_no_wait_is_ignored(value: str) -> None:
 def test_retry_after_is_honoured_even_above_max_delay() -> None:
     policy = RetryPolicy(max_delay=1.0, random=lambda: 0.5)
     assert policy.delay_for(RateLimitedError(status=429, retry_after=7.5), 1) == 7.5
-    assert policy.delay_for(RateLimitedError(status=429), 1) == 0.25
+    # Without one, a concurrency refusal: the adaptive limit paces the retry, not a wait.
+    assert policy.delay_for(RateLimitedError(status=429), 1) == 0.0
 
 
 def test_durations_take_timedeltas_and_are_checked() -> None:
@@ -170,13 +171,18 @@ async def test_a_429_waits_retry_after_and_pauses_everyone(
     assert (result.attempts, result.reconciled) == (2, False)
 
 
-async def test_a_429_without_retry_after_backs_off(fake_time: FakeTime, twilio: MockTwilio) -> None:
+async def test_a_429_without_retry_after_lowers_the_limit_and_holds_nobody_else(
+    fake_time: FakeTime, twilio: MockTwilio
+) -> None:
+    limiter = RecordingLimiter()
     twilio.post(NUMBERS_URL, status=429, payload=twilio_error(20429, 429))
-    twilio.post(NUMBERS_URL, status=429, payload=twilio_error(20429, 429))
-    twilio.post(NUMBERS_URL, status=201, payload=resource())
-    async with make_client(fake_time) as client:
-        await client.purchase(ANY_IN_415)
-    assert fake_time.sleeps == [0.25, 0.5]  # random() = 0.5 of 0.5 s, then of 1 s
+    twilio.post(NUMBERS_URL, status=201, payload=resource(), repeat=True)
+    async with make_client(fake_time, rate_limit=limiter) as client:
+        # Ten in flight: the third is refused, so the account takes two at most.
+        await asyncio.gather(*(client.purchase(ANY_IN_415) for _ in range(10)))
+        assert client.concurrency.limit < 32, "the adaptive limit dropped below its start"
+    assert limiter.pauses == [], "a concurrency refusal pauses nobody"
+    assert fake_time.sleeps == [0.0], "and its own retry waits for a slot, not a backoff"
 
 
 async def test_retry_after_as_an_http_date(fake_time: FakeTime, twilio: MockTwilio) -> None:
@@ -411,11 +417,18 @@ async def test_the_hook_hears_of_every_retry(fake_time: FakeTime, twilio: MockTw
 
 
 async def test_the_time_budget_ends_retries(fake_time: FakeTime, twilio: MockTwilio) -> None:
-    twilio.post(NUMBERS_URL, status=429, payload=twilio_error(20429, 429), repeat=True)
+    twilio.post(
+        NUMBERS_URL,
+        status=429,
+        payload=twilio_error(20429, 429),
+        headers={"Retry-After": "1"},
+        repeat=True,
+    )
     policy = fake_time.policy(
         max_attempts=100, initial_delay=1, max_delay=1, max_elapsed=5, random=lambda: 0.999
     )
-    async with make_client(fake_time, retry=policy) as client:
+    # The pauses go to a limiter that only records them: the fake clock alone keeps the time.
+    async with make_client(fake_time, retry=policy, rate_limit=RecordingLimiter()) as client:
         with pytest.raises(RateLimitedError):
             await client.purchase(ANY_IN_415)
     assert sum(fake_time.sleeps) <= 5

@@ -171,9 +171,9 @@ class AdaptiveConcurrency:
         "_in_flight",
         "_latency",
         "_limit",
-        "_loop",
         "_on_change",
         "_pause",
+        "_paused_until",
         "_probe_due",
         "_probe_rtts",
         "_probing",
@@ -225,8 +225,8 @@ class AdaptiveConcurrency:
     _on_change: Callable[[LimitChange], None] | None
     #: The latest pause after a refusal at the floor; 0 once a request is admitted again.
     _pause: float
-    #: The loop of the latest caller; see _now.
-    _loop: asyncio.AbstractEventLoop | None
+    #: Loop time until which nobody is granted a slot (a 429's Retry-After); 0 when none.
+    _paused_until: float
 
     def __init__(
         self,
@@ -261,7 +261,7 @@ class AdaptiveConcurrency:
         self._base = 0.0
         self._on_change = on_change
         self._pause = 0.0
-        self._loop = None
+        self._paused_until = 0.0
 
     def __repr__(self) -> str:
         return (
@@ -297,25 +297,34 @@ class AdaptiveConcurrency:
         """
         return self._latency
 
-    def slot(self) -> Slot:
-        """A slot to hold while one request is in flight: ``async with limiter.slot() as s:``."""
-        return Slot(self)
+    def slot(self, *, max_wait: float | None = None) -> Slot:
+        """A slot to hold while one request is in flight: ``async with limiter.slot() as s:``.
+
+        With ``max_wait`` (seconds), entering raises :class:`TimeoutError` rather than wait
+        longer: at once when a :meth:`pause` would outlast it. A caller that times out takes no
+        slot.
+        """
+        return Slot(self, max_wait)
+
+    def pause(self, seconds: float) -> None:
+        """Grant no slot, for ``seconds`` from now (a 429's ``Retry-After``: a rate limit, not a
+        concurrency one); requests in flight go on. Overlapping pauses end at the latest end."""
+        if not seconds > 0:
+            return
+        loop = asyncio.get_running_loop()
+        until = loop.time() + seconds
+        if until > self._paused_until:
+            self._paused_until = until
+            loop.call_at(until, self._wake)
 
     # --- taking and giving back ----------------------------------------------------------
 
     def _now(self) -> float:
-        """The running loop's time.
-
-        On Python 3.11 ``asyncio.get_running_loop()`` makes a ``getpid`` system call; this runs
-        twice a request. As ``TokenBucket.acquire`` does, the loop is remembered: a thread runs
-        one loop at a time, so a remembered loop that is running is the caller's.
-        """
-        loop = self._loop
-        if loop is None or not loop.is_running():
-            loop = self._loop = asyncio.get_running_loop()
-        return loop.time()
+        return asyncio.get_running_loop().time()
 
     def _has_room(self) -> bool:
+        if self._paused_until and self._now() < self._paused_until:
+            return False
         return self._in_flight < self._limit or (self._probe_due and self._in_flight == self._limit)
 
     def _grant(self, slot: Slot, now: float) -> None:
@@ -331,16 +340,19 @@ class AdaptiveConcurrency:
             self._probe_due = False
             self._probing = True
 
-    async def _acquire(self, slot: Slot) -> None:
+    async def _acquire(self, slot: Slot, max_wait: float | None) -> None:
         if not self._waiters and self._has_room():
             self._grant(slot, self._now())
             return
+        if max_wait is not None and self._paused_until - self._now() > max_wait:
+            raise TimeoutError(f"{self!r} is paused beyond the {max_wait:g} s allowed")
         fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         entry = (slot, fut)
         self._waiters.append(entry)
         try:
-            await fut
-        except asyncio.CancelledError:
+            async with asyncio.timeout(max_wait):
+                await fut
+        except (asyncio.CancelledError, TimeoutError):
             if fut.cancelled():
                 # Still queued, unless _wake already dropped the dead future.
                 with contextlib.suppress(ValueError):
@@ -517,6 +529,7 @@ class Slot:
     __slots__ = (
         "_epoch",
         "_limiter",
+        "_max_wait",
         "_number",
         "_ordinal",
         "_pause",
@@ -526,8 +539,9 @@ class Slot:
         "_state",
     )
 
-    def __init__(self, limiter: AdaptiveConcurrency) -> None:
+    def __init__(self, limiter: AdaptiveConcurrency, max_wait: float | None = None) -> None:
         self._limiter = limiter
+        self._max_wait = max_wait
         self._state = _NEW
         self._probe = False
         self._number = 0
@@ -544,7 +558,11 @@ class Slot:
         if self._state != _NEW:
             raise RuntimeError("this slot was already used; take a new one with limiter.slot()")
         self._state = _WAITING
-        await self._limiter._acquire(self)
+        try:
+            await self._limiter._acquire(self, self._max_wait)
+        except BaseException:
+            self._state = _DONE  # no slot was taken: nothing to give back
+            raise
         self._state = _HELD
         return self
 

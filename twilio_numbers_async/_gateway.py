@@ -10,6 +10,7 @@ The credentials go only to URLs under the client's own base URL.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Awaitable, Callable, Mapping
 from contextlib import AbstractAsyncContextManager
 from datetime import UTC, datetime
@@ -25,6 +26,7 @@ from .errors import (
 )
 
 if TYPE_CHECKING:
+    from ._adaptive import AdaptiveConcurrency, Slot
     from ._retrying import Budget
     from .ratelimit import Limiter
 
@@ -40,7 +42,8 @@ class Gateway:
         base_url: str,
         headers: Mapping[str, Mapping[str, str]],
         transport: Transport,
-        slots: AbstractAsyncContextManager[object],
+        concurrency: AdaptiveConcurrency,
+        shared_slots: AbstractAsyncContextManager[object] | None,
         limiter: Limiter | None,
         timeout: float,
     ) -> None:
@@ -50,7 +53,8 @@ class Gateway:
         self._own = base_url + "/"
         self._headers = headers
         self.transport = transport
-        self._slots = slots
+        self.concurrency = concurrency
+        self._shared = shared_slots if shared_slots is not None else contextlib.nullcontext()
         self.limiter = limiter
         self._timeout = timeout
         self.closed = False
@@ -61,6 +65,14 @@ class Gateway:
     def owns(self, url: str) -> bool:
         """Whether ``url`` is on the client's own host, where its credentials may go."""
         return url.startswith(self._own)
+
+    def pause(self, seconds: float) -> None:
+        """Hold every request of the client (and of whoever shares its limiter) for
+        ``seconds``: a 429's ``Retry-After`` is about the account, not one request."""
+        if self.limiter is not None:
+            self.limiter.pause(seconds)
+        else:
+            self.concurrency.pause(seconds)
 
     async def send(
         self,
@@ -73,9 +85,13 @@ class Gateway:
     ) -> Response:
         """One attempt; the response if its status is 2xx, else the error it stands for.
 
+        The attempt takes a place in the shared cap (if any), then a slot of the adaptive
+        concurrency limit, then a limiter token, each waited for no longer than ``budget``
+        allows; its answer tells the adaptive limit how the account took it.
+
         :raises ClientClosedError: the client was closed before the request left.
-        :raises RateLimitedError: a limiter token could not be had within ``budget``: the
-            request was not sent.
+        :raises RateLimitedError: a slot or a token could not be had within ``budget``: the
+            request was not sent (``from_limiter``).
         :raises TwilioApiError: Twilio answered with an error status.
         :raises TransportError: no answer came (see its ``sent``).
         """
@@ -83,19 +99,30 @@ class Gateway:
             # Only this library builds URLs, and it checks every link it follows: a bug.
             raise ValueError(f"refusing to send credentials off {self.base_url}: {url!r}")
         self._check_open()
-        async with self._slots:
-            if self.limiter is not None:
-                try:
-                    await self.limiter.acquire(max_wait=max(0.0, budget.remaining()))
-                except TimeoutError:
-                    raise _limiter_timeout(method, url, budget) from None
-            # Closed while this waited for its turn: nothing has been sent.
-            self._check_open()
-            if before_send is not None:
-                await before_send()
-            response = await self.transport.send(
-                Request(method, url, self._headers[method], body, self._timeout)
-            )
+        async with self._shared:
+            # Entered by hand, not with `async with`: only a wait that outlasts the budget, on
+            # entering, is the "not sent" RateLimitedError.
+            slot = self.concurrency.slot(max_wait=_left(budget))
+            try:
+                await slot.__aenter__()
+            except TimeoutError:
+                raise _limiter_timeout(method, url, budget) from None
+            try:
+                if self.limiter is not None:
+                    try:
+                        await self.limiter.acquire(max_wait=_left(budget))
+                    except TimeoutError:
+                        raise _limiter_timeout(method, url, budget) from None
+                # Closed while this waited for its turn: nothing has been sent.
+                self._check_open()
+                if before_send is not None:
+                    await before_send()
+                response = await self.transport.send(
+                    Request(method, url, self._headers[method], body, self._timeout)
+                )
+                _report(slot, response)
+            finally:
+                await slot.__aexit__(None, None, None)
         if 200 <= response.status < 300:
             return response
         raise api_error(method, url, response)
@@ -106,6 +133,31 @@ class Gateway:
                 "this TwilioNumbersClient is closed, so the request was not sent; create a new "
                 "client (or keep one open for the application's lifetime)"
             )
+
+
+def _left(budget: Budget) -> float:
+    return max(0.0, budget.remaining())
+
+
+def _report(slot: Slot, response: Response) -> None:
+    """Tell the adaptive limit how the account took the request."""
+    status = response.status
+    if status == 429:
+        if response.headers.get("Retry-After") is None:
+            slot.rejected()  # refused for concurrency: fewer in flight
+        # With a Retry-After it is a rate limit: the wait says it all, the limit stays.
+    elif status < 500:
+        slot.admitted(
+            concurrent_requests=_count(response.headers.get("Twilio-Concurrent-Requests"))
+        )
+    # A 5xx says nothing about the account's limit.
+
+
+def _count(value: str | None) -> int | None:
+    """A header's whole number, or ``None`` when it is absent or not one (a hint only)."""
+    if value is None or not value.isascii() or not value.isdigit():
+        return None
+    return int(value)
 
 
 def api_error(method: str, url: str, response: Response) -> TwilioApiError:

@@ -16,7 +16,6 @@ import attrs
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type
 
 from .errors import RateLimitedError, TwilioNumbersError
-from .ratelimit import Limiter
 from .retry import FailureKind, RetryEvent, RetryPolicy, classify
 
 __all__ = [
@@ -72,7 +71,8 @@ class Retrier:
     """The fixed parts of every retry loop of one client: policy, shared limiter, hook."""
 
     policy: RetryPolicy
-    limiter: Limiter | None
+    #: Holds every request of the client for a while (a 429's Retry-After).
+    pause: Callable[[float], None]
     on_retry: RetryHook | None
 
     async def run(
@@ -108,10 +108,10 @@ class Retrier:
                     except TwilioNumbersError as error:
                         raise decide(error) from None
         except Retryable as last:
-            if _twilio_429(last.error):
-                # No retry follows, so no wait paused the limiter for this 429: everyone else
-                # sharing it must still back off.
-                self._pause(self.policy.delay_for(last.error, 1))
+            if (seconds := _retry_after(last.error)) is not None:
+                # No retry follows, so no wait paused the client for this 429: everyone else
+                # sharing its limits must still back off.
+                self._pause(seconds)
             return await give_up(last)
         raise AssertionError("unreachable: tenacity either returns or raises")
 
@@ -147,8 +147,10 @@ class Retrier:
         )
 
     def _before_sleep(self, operation: str, signal: Retryable, attempt: int, wait: float) -> None:
-        if _twilio_429(signal.error):
-            # Twilio's limit is per account: everyone sharing this limiter must back off.
+        if _retry_after(signal.error) is not None:
+            # A rate limit on the account: everyone sharing the client's limits backs off. A 429
+            # without Retry-After is a concurrency refusal, which the adaptive limit answers by
+            # itself, for this request only.
             self._pause(wait)
         logger.info(
             "%s: attempt %d failed (%s: %s); retrying in %.2fs",
@@ -167,8 +169,7 @@ class Retrier:
                 logger.exception("the on_retry hook raised; ignored, the %s goes on", operation)
 
     def _pause(self, seconds: float) -> None:
-        if self.limiter is not None:
-            self.limiter.pause(min(seconds, MAX_PAUSE))
+        self.pause(min(seconds, MAX_PAUSE))
 
 
 def retry_unless_rejected(error: TwilioNumbersError) -> Retryable:
@@ -184,8 +185,11 @@ async def raise_last(last: Retryable) -> NoReturn:
     raise last.error
 
 
-def _twilio_429(error: TwilioNumbersError) -> bool:
-    return isinstance(error, RateLimitedError) and not error.from_limiter
+def _retry_after(error: TwilioNumbersError) -> float | None:
+    """The Retry-After of a 429 from Twilio, if it sent one (not our own limiter's refusal)."""
+    if isinstance(error, RateLimitedError) and not error.from_limiter:
+        return error.retry_after
+    return None
 
 
 def _signal(state: RetryCallState) -> Retryable:

@@ -165,8 +165,8 @@ def check_area_code(field: str, value: object) -> str:
     if not _AREA_CODE.fullmatch(text):
         raise RequestValidationError(
             field,
-            f"{text!r} is not a US or Canada area code: three digits, the first 2 to 9, such as "
-            "'415'",
+            f"{text!r} is not an area code of the US or Canada: three digits, the first 2 to 9, "
+            "such as '415'",
         )
     return text
 

@@ -7,9 +7,8 @@ look-ups) and gives them its verbs and its lifecycle. It holds no retry logic of
 
 from __future__ import annotations
 
-import asyncio
 import os
-from collections.abc import AsyncGenerator, AsyncIterable, Iterable, Mapping
+from collections.abc import AsyncGenerator, AsyncIterable, Callable, Iterable, Mapping
 from contextlib import AbstractAsyncContextManager
 from datetime import timedelta
 from types import TracebackType
@@ -17,13 +16,14 @@ from typing import TYPE_CHECKING, Any, Self, Unpack
 
 import aiohttp
 
+from ._adaptive import DEFAULT_CEILING, DEFAULT_INITIAL, AdaptiveConcurrency, LimitChange
 from ._candidates import CandidatePools
 from ._gateway import Gateway
 from ._purchase import AreaCodes, PurchaseEngine
 from ._reads import Reads, Search
 from ._retrying import Budget, Retrier, RetryHook
 from ._settings import Settings, from_environment, resolve
-from ._sids import check_count, check_e164, check_sid
+from ._sids import check_e164, check_sid
 from ._transport import AiohttpTransport, Transport
 from .errors import ClientClosedError, RequestValidationError
 from .models import (
@@ -44,9 +44,6 @@ if TYPE_CHECKING:
 
 __all__ = ["TwilioNumbersClient"]
 
-# Connections kept when the in-flight cap is shared and its size is not known here.
-_DEFAULT_POOL = 100
-
 
 class TwilioNumbersClient:
     """An asyncio client for buying Twilio phone numbers.
@@ -63,13 +60,20 @@ class TwilioNumbersClient:
 
     ``timeout`` bounds each attempt (seconds or a ``timedelta``); connecting may use at most
     half of it, so that a failure to connect is known not to have reached Twilio.
-    ``rate_limit`` is a :class:`~twilio_numbers_async.ratelimit.Limiter` (a
-    :class:`TokenBucket`, or a shared one), a rate in requests per second, or ``None`` for
-    none; every attempt takes a token. ``max_concurrency`` caps requests in flight: a number,
-    or any async context manager that holds a slot while it is entered (a shared one, such as
-    the Redis limiter's, caps several processes together). ``on_retry`` is called before each
-    retry's wait. ``session`` is an ``aiohttp.ClientSession`` to use (and not close) instead of
-    the client's own; ``transport`` replaces aiohttp altogether (a test double, a proxy).
+
+    Requests in flight follow an adaptive limit (:attr:`concurrency`) that finds the account's
+    concurrency limit from Twilio's answers: it grows while answers come back fine and drops
+    at a 429 without ``Retry-After`` (20429), so no rate needs guessing. ``max_concurrency`` is
+    its ceiling (default 1,000), or an async context manager that holds a slot while entered
+    (a shared one, such as the Redis limiter's, caps several processes together).
+    ``on_limit_change`` is called with a :class:`~twilio_numbers_async.ratelimit.LimitChange`
+    each time the limit moves. ``rate_limit`` adds a rate (a
+    :class:`~twilio_numbers_async.ratelimit.Limiter` such as a :class:`TokenBucket`, a shared
+    one, or requests per second; none by default): every attempt then takes a token too. A 429
+    with ``Retry-After`` holds every request of the client that long (60 s at most).
+    ``on_retry`` is called before each retry's wait. ``session`` is an ``aiohttp.ClientSession``
+    to use (and not close) instead of the client's own; ``transport`` replaces aiohttp
+    altogether (a test double, a proxy).
 
     ``area_codes`` says how an area code is bought: ``"search"`` (the default) searches
     ``AvailablePhoneNumbers`` and buys a candidate as a given number, which can be looked up
@@ -89,11 +93,12 @@ class TwilioNumbersClient:
         region: str | None = None,
         timeout: float | timedelta = 30.0,
         retry: RetryPolicy | None = None,
-        rate_limit: Limiter | float | None = 25.0,
-        max_concurrency: int | AbstractAsyncContextManager[object] = 25,
+        rate_limit: Limiter | float | None = None,
+        max_concurrency: int | AbstractAsyncContextManager[object] | None = None,
         session: aiohttp.ClientSession | None = None,
         transport: Transport | None = None,
         on_retry: RetryHook | None = None,
+        on_limit_change: Callable[[LimitChange], None] | None = None,
         area_codes: AreaCodes = "search",
     ) -> None:
         given = {
@@ -111,19 +116,25 @@ class TwilioNumbersClient:
             given = {**given, **from_environment(given=passed)}
         self._settings: Settings = resolve(**given, timeout=timeout)
         limiter = TokenBucket(rate_limit) if isinstance(rate_limit, int | float) else rate_limit
-        slots: AbstractAsyncContextManager[object]
+        shared: AbstractAsyncContextManager[object] | None = None
+        ceiling = DEFAULT_CEILING
         if isinstance(max_concurrency, AbstractAsyncContextManager):
-            slots, pool_size = max_concurrency, _DEFAULT_POOL
-        else:
-            pool_size = check_count("max_concurrency", max_concurrency)
-            slots = asyncio.Semaphore(pool_size)
+            shared = max_concurrency
+        elif max_concurrency is not None:
+            ceiling = _check_ceiling(max_concurrency)
+        concurrency = AdaptiveConcurrency(
+            initial=min(DEFAULT_INITIAL, ceiling), ceiling=ceiling, on_change=on_limit_change
+        )
         if transport is not None and session is not None:
             raise ValueError("pass a session or a transport, not both: a transport has its own")
         self._gateway = Gateway(
             base_url=self._settings.base_url,
             headers=self._settings.headers(),
-            transport=transport or AiohttpTransport(session=session, pool_size=pool_size),
-            slots=slots,
+            # As many connections as requests may be in flight: a smaller pool would set the
+            # pace itself, and look to the adaptive limit like requests queueing.
+            transport=transport or AiohttpTransport(session=session, pool_size=ceiling),
+            concurrency=concurrency,
+            shared_slots=shared,
             limiter=limiter,
             timeout=self._settings.timeout,
         )
@@ -131,7 +142,7 @@ class TwilioNumbersClient:
             raise RequestValidationError(
                 "area_codes", f"must be 'search' or 'direct', not {area_codes!r}"
             )
-        self._retrier = Retrier(retry or RetryPolicy(), limiter, on_retry)
+        self._retrier = Retrier(retry or RetryPolicy(), self._gateway.pause, on_retry)
         self._reads = Reads(self._gateway, self._retrier, self._settings)
         self._engine = PurchaseEngine(
             gateway=self._gateway,
@@ -164,8 +175,13 @@ class TwilioNumbersClient:
 
     @property
     def limiter(self) -> Limiter | None:
-        """The limiter every attempt passes through, if any."""
+        """The rate limiter every attempt passes through, if any."""
         return self._gateway.limiter
+
+    @property
+    def concurrency(self) -> AdaptiveConcurrency:
+        """The adaptive limit on requests in flight: ``.limit`` is where it stands now."""
+        return self._gateway.concurrency
 
     async def purchase(
         self, request: PurchaseRequest, *, account_sid: str | None = None
@@ -273,15 +289,30 @@ class TwilioNumbersClient:
         self,
         requests: Iterable[PurchaseRequest] | AsyncIterable[PurchaseRequest],
         *,
-        concurrency: int = 8,
+        concurrency: int | None = None,
         journal: str | os.PathLike[str] | None = None,
         account_sid: str | None = None,
         progress: BulkProgress | None = None,
     ) -> AsyncGenerator[PurchaseOutcome, None]:
-        """Buy many numbers, yielding one outcome each as it completes.
+        """Buy many numbers, yielding one outcome each as it completes, in completion order.
 
-        See :func:`twilio_numbers_async.bulk.purchase_many`: streaming input, at most
-        ``concurrency`` purchases at once, and a crash-safe ``journal`` to resume from.
+        Requests are pulled lazily from any iterable or async iterable, a few more than are in
+        flight, so memory stays flat however long the input. ``concurrency`` caps the purchases
+        in progress; by default it follows the client's adaptive limit (twice its current
+        value), so that the account's limit, not a guess, sets the pace. An error of one request
+        is its outcome's ``error``; it never stops the others.
+
+        ``journal`` is a path for a crash-safe record: running again with the same journal and
+        input yields what is done with ``from_journal=True`` and sends nothing for it, but for
+        a failure Twilio certainly never processed, which is tried again; what was in flight
+        when a run died is looked up before anything is sent. ``progress``, if given, is
+        updated as outcomes are yielded.
+
+        Close the generator early (``aclose()``, or ``break`` inside ``contextlib.aclosing``)
+        or cancel its task to stop: purchases in flight are cancelled and awaited before it
+        returns, and the journal stays consistent. To stop without cutting purchases off, end
+        the input instead. If the input itself fails, taking stops the same way, and the error
+        is raised once what was in flight has been yielded.
         """
         from .bulk._run import purchase_many  # noqa: PLC0415 - loaded only by who uses it
 
@@ -334,3 +365,13 @@ class TwilioNumbersClient:
         if account_sid is None:
             return self._settings.account_sid
         return check_sid("account_sid", account_sid, "AC")
+
+
+def _check_ceiling(value: object) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise RequestValidationError(
+            "max_concurrency",
+            f"must be a whole number of requests in flight, at least 1, or a shared slot holder "
+            f"(an async context manager), not {value!r}",
+        )
+    return value

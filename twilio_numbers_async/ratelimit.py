@@ -19,10 +19,12 @@ import numbers
 from collections import deque
 from typing import TYPE_CHECKING, Protocol
 
+from ._adaptive import AdaptiveConcurrency, LimitChange
+
 if TYPE_CHECKING:
     from types import TracebackType
 
-__all__ = ["Limiter", "TokenBucket"]
+__all__ = ["AdaptiveConcurrency", "LimitChange", "Limiter", "TokenBucket"]
 
 #: How early (in seconds) a waiter may be admitted. Float rounding in ``last + need / rate``, and
 #: the loop running a timer up to ``clock_resolution`` before its deadline, would otherwise leave

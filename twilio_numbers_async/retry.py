@@ -114,9 +114,13 @@ class RetryPolicy:
         return ceiling * self.random()
 
     def delay_for(self, error: TwilioNumbersError, retry_number: int) -> float:
-        """The wait before retry ``retry_number`` (1 for the first) after ``error``."""
-        if isinstance(error, RateLimitedError) and error.retry_after is not None:
-            return error.retry_after
+        """The wait before retry ``retry_number`` (1 for the first) after ``error``.
+
+        A 429's ``Retry-After`` as it is; none after a 429 without one (a concurrency refusal:
+        the client's adaptive limit, not a wait, paces the retry); otherwise the backoff.
+        """
+        if isinstance(error, RateLimitedError):
+            return error.retry_after if error.retry_after is not None else 0.0
         return self.backoff(retry_number)
 
     def now(self) -> float:

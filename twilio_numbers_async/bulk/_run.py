@@ -42,29 +42,17 @@ async def purchase_many(
     requests: Iterable[PurchaseRequest] | AsyncIterable[PurchaseRequest],
     *,
     account_sid: str,
-    concurrency: int = 8,
+    concurrency: int | None = None,
     journal: str | os.PathLike[str] | None = None,
     progress: BulkProgress | None = None,
 ) -> AsyncGenerator[PurchaseOutcome, None]:
-    """Buy every request, yielding one :class:`PurchaseOutcome` each, in completion order.
+    """What ``TwilioNumbersClient.purchase_many`` documents, through ``engine``."""
+    if concurrency is not None:
+        check_count("concurrency", concurrency)
+    # By default twice the adaptive limit: enough purchases waiting for a slot that the limit,
+    # when it grows, finds them there, and few enough that memory stays flat.
+    adaptive = engine.gateway.concurrency
 
-    At most ``concurrency`` purchases run at once (the client's own ``max_concurrency`` and
-    limiter still apply). An error of one request is its outcome's ``error``; it never stops the
-    others. ``journal`` is a path for a crash-safe record (see the module's docstring); running
-    again with the same journal and input yields what is done with ``from_journal=True`` and
-    sends nothing for it, with one exception: a failure Twilio certainly never processed (bad
-    credentials, 429s or refused connections that outlasted the retries, a given number looked
-    up and not found) is tried again. ``progress``, if given, is updated as outcomes are
-    yielded.
-
-    Close the generator early (``aclose()``, or ``break`` inside ``async with
-    contextlib.aclosing(...)``) or cancel its task to stop: purchases in flight are cancelled
-    and awaited before it returns, and the journal stays consistent. To stop without cutting
-    purchases off, end the input instead: what is in flight finishes and is yielded. If the
-    input itself fails (its iterator raises, or an item is not a request), taking stops the
-    same way, and the error is raised once what was in flight has been yielded.
-    """
-    check_count("concurrency", concurrency)
     counters = progress if progress is not None else BulkProgress()
     # Reading a long journal is file I/O: keep it off the event loop.
     book = await asyncio.to_thread(Journal.open, journal) if journal is not None else None
@@ -77,13 +65,12 @@ async def purchase_many(
     failure: Exception | None = None
     try:
         while True:
-            while not exhausted and len(running) < concurrency:
+            while not exhausted and len(running) < (concurrency or 2 * adaptive.limit):
                 try:
                     request = await _next_request(source, index)
                 except Exception as exc:
                     # Purchases in flight may be buying: let them finish and be reported.
-                    failure, exhausted = exc, True
-                    break
+                    request, failure = None, exc
                 if request is None:
                     exhausted = True
                     break
@@ -94,9 +81,7 @@ async def purchase_many(
                     counters.count(recorded)
                     yield recorded
                     continue
-                task = asyncio.create_task(job.run(), name=f"purchase #{job.index}")
-                running.add(task)
-                task.add_done_callback(finished.put_nowait)
+                _launch(job, running, finished)
             if not running:
                 break
             task = await finished.get()
@@ -115,6 +100,16 @@ async def purchase_many(
             raise failure
     finally:
         await _wind_up(running, source, book)
+
+
+def _launch(
+    job: _Job,
+    running: set[asyncio.Task[PurchaseOutcome]],
+    finished: asyncio.Queue[asyncio.Task[PurchaseOutcome]],
+) -> None:
+    task = asyncio.create_task(job.run(), name=f"purchase #{job.index}")
+    running.add(task)
+    task.add_done_callback(finished.put_nowait)
 
 
 async def _wind_up(
