@@ -1,4 +1,4 @@
-"""The optional orjson path reads exactly what the standard library's json reads."""
+"""The optional orjson path reads what the standard library's json reads (bar huge integers)."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ orjson = pytest.importorskip("orjson", reason="orjson (the [speedups] extra) is 
 JSON = st.recursive(
     st.none()
     | st.booleans()
-    | st.integers(min_value=-(2**80), max_value=2**80)
+    | st.integers(min_value=-(2**63), max_value=2**64 - 1)  # what orjson reads as integers
     | st.floats(allow_nan=False, allow_infinity=False)
     | st.text(),
     lambda children: (
@@ -37,7 +37,7 @@ def test_orjson_is_used_when_installed() -> None:
     assert _serde._orjson_loads is orjson.loads
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=100, deadline=None)
 @given(st.dictionaries(st.text(max_size=8), JSON, max_size=6))
 def test_any_object_reads_the_same(document: dict[str, Any]) -> None:
     body = json.dumps(document).encode()
@@ -47,7 +47,6 @@ def test_any_object_reads_the_same(document: dict[str, Any]) -> None:
 @pytest.mark.parametrize(
     "body",
     [
-        b'{"big": 123456789012345678901234567890}',  # orjson would read a float
         b'{"nan": NaN}',  # json reads it, orjson refuses it
         b"\xef\xbb\xbf{}",  # a BOM: orjson refuses it, and json's error is the one reported
         b'{"a": 1} trailing',
@@ -63,6 +62,12 @@ def test_the_edge_cases_read_as_json_reads_them(body: bytes) -> None:
             _serde._loads(body)
     else:
         assert _serde._loads(body) == expected
+
+
+def test_an_integer_beyond_64_bits_is_read_as_a_float() -> None:
+    # The one difference, in no property Twilio sends: kept in `extra` as orjson read it.
+    body = json.dumps(resource(huge=2**80)).encode()
+    assert _serde.parse_number(201, body).extra == {"huge": float(2**80)}
 
 
 @pytest.mark.usefixtures("without_orjson")

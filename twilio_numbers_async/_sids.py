@@ -8,6 +8,8 @@ the value unchanged when it is valid, and never performs I/O. Checks of Twilio's
 from __future__ import annotations
 
 import ipaddress
+import math
+import numbers
 import re
 from urllib.parse import SplitResult, urlsplit
 
@@ -17,16 +19,19 @@ from .errors import RequestValidationError
 __all__ = [
     "SID_PREFIXES",
     "check_area_code",
+    "check_bucket",
     "check_contains",
     "check_count",
     "check_country",
     "check_e164",
+    "check_finite",
     "check_sid",
     "check_text",
     "check_url",
     "find_sid",
     "is_loopback_host",
     "redact_url",
+    "tokens_error",
 ]
 
 #: Every SID prefix the two endpoints use, and what it names.
@@ -310,3 +315,51 @@ def find_sid(text: str) -> str | None:
     """The first IncomingPhoneNumber SID (``PN...``) in ``text``, if any."""
     match = _ANY_PN_SID.search(text)
     return match.group() if match else None
+
+
+# --- the library's own settings: rates, capacities, durations ------------------------------
+
+
+def check_bucket(rate: object, capacity: object) -> tuple[float, float]:
+    """A bucket's ``rate`` and ``capacity``, checked, with the capacity's default filled in.
+
+    Shared with every token bucket of the library (the Redis one too), so that they accept
+    and refuse the same settings, with the same words.
+    """
+    rate = check_finite("rate", rate, "tokens per second")
+    if rate <= 0:
+        raise ValueError(
+            f"rate must be greater than 0 tokens per second, got {rate!r}; "
+            "to stop all requests for a while, use pause() instead"
+        )
+    if capacity is None:
+        capacity = max(rate, 1.0)
+    capacity = check_finite("capacity", capacity, "tokens")
+    if capacity < 1:
+        raise ValueError(
+            f"capacity must be at least 1 token, got {capacity!r}; a bucket that holds less "
+            "than one token could never admit a request (leave it out to default to rate)"
+        )
+    return rate, capacity
+
+
+def check_finite(name: str, value: object, unit: str) -> float:
+    """``value`` as a float, if it is a real, finite number."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be a number of {unit}, got {type(value).__name__}")
+    try:
+        number = float(value)
+    except OverflowError:
+        number = math.inf
+    if not math.isfinite(number):
+        raise ValueError(f"{name} must be a finite number of {unit}, got {value!r}")
+    return number
+
+
+def tokens_error(tokens: int, capacity: float) -> ValueError:
+    if tokens > capacity:
+        return ValueError(
+            f"cannot acquire {tokens!r} tokens from a bucket with capacity {capacity!r}: it "
+            "could never hold that many; acquire at most capacity tokens, or raise capacity"
+        )
+    return ValueError(f"tokens must be at least 1, got {tokens!r}")

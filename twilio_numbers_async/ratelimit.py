@@ -15,11 +15,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import math
-import numbers
 from collections import deque
 from typing import TYPE_CHECKING, Protocol
 
 from ._adaptive import AdaptiveConcurrency, LimitChange
+from ._sids import check_bucket, tokens_error
 
 if TYPE_CHECKING:
     from types import TracebackType
@@ -109,7 +109,7 @@ class TokenBucket:
     _timer: asyncio.TimerHandle | None
 
     def __init__(self, rate: float, capacity: float | None = None) -> None:
-        rate, capacity = _bucket_shape(rate, capacity)
+        rate, capacity = check_bucket(rate, capacity)
         self._rate = rate
         self._capacity = capacity
         self._slack = rate * _EARLY
@@ -152,7 +152,7 @@ class TokenBucket:
             are waiting.
         """
         if not 1 <= tokens <= self._capacity:
-            raise _bad_tokens(tokens, self._capacity)
+            raise tokens_error(tokens, self._capacity)
         loop = asyncio.get_running_loop()
         if loop is not self._loop:
             self._bind(loop)
@@ -320,48 +320,3 @@ class TokenBucket:
                 return
             timer.cancel()
         self._timer = loop.call_at(when, self._on_timer, loop)
-
-
-def _bucket_shape(rate: object, capacity: object) -> tuple[float, float]:
-    """A bucket's ``rate`` and ``capacity``, checked, with the capacity's default filled in.
-
-    Shared with every token bucket of the library (the Redis one too), so that they accept
-    and refuse the same settings, with the same words.
-    """
-    rate = _finite("rate", rate, "tokens per second")
-    if rate <= 0:
-        raise ValueError(
-            f"rate must be greater than 0 tokens per second, got {rate!r}; "
-            "to stop all requests for a while, use pause() instead"
-        )
-    if capacity is None:
-        capacity = max(rate, 1.0)
-    capacity = _finite("capacity", capacity, "tokens")
-    if capacity < 1:
-        raise ValueError(
-            f"capacity must be at least 1 token, got {capacity!r}; a bucket that holds less "
-            "than one token could never admit a request (leave it out to default to rate)"
-        )
-    return rate, capacity
-
-
-def _finite(name: str, value: object, unit: str) -> float:
-    """``value`` as a float, if it is a real, finite number."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise TypeError(f"{name} must be a number of {unit}, got {type(value).__name__}")
-    try:
-        number = float(value)
-    except OverflowError:
-        number = math.inf
-    if not math.isfinite(number):
-        raise ValueError(f"{name} must be a finite number of {unit}, got {value!r}")
-    return number
-
-
-def _bad_tokens(tokens: int, capacity: float) -> ValueError:
-    if tokens > capacity:
-        return ValueError(
-            f"cannot acquire {tokens!r} tokens from a bucket with capacity {capacity!r}: it "
-            "could never hold that many; acquire at most capacity tokens, or raise capacity"
-        )
-    return ValueError(f"tokens must be at least 1, got {tokens!r}")

@@ -12,8 +12,8 @@ from typing import TYPE_CHECKING, Any, Self
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
+from twilio_numbers_async._sids import check_bucket, tokens_error
 from twilio_numbers_async.errors import RedisLimiterError
-from twilio_numbers_async.ratelimit import _bad_tokens, _bucket_shape
 
 from ._base import (
     _TICKET_GRACE,
@@ -80,7 +80,7 @@ class RedisTokenBucket(_RedisBacked):
         prefix: str = DEFAULT_PREFIX,
     ) -> None:
         super().__init__(redis, name=name, prefix=prefix)
-        rate, capacity = _bucket_shape(rate, capacity)
+        rate, capacity = check_bucket(rate, capacity)
         self._rate = rate
         self._capacity = capacity
         bucket = f"{self._base}:bucket"
@@ -283,5 +283,5 @@ def _check_tokens(tokens: object, capacity: float) -> int:
         raise TypeError(f"tokens must be an int, got {type(tokens).__name__}")
     count = int(tokens)
     if not 1 <= count <= capacity:
-        raise _bad_tokens(count, capacity)
+        raise tokens_error(count, capacity)
     return count

@@ -11,8 +11,8 @@ from typing import TYPE_CHECKING, Any, Final, Self
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
+from twilio_numbers_async._sids import check_finite
 from twilio_numbers_async.errors import RedisLimiterError
-from twilio_numbers_async.ratelimit import _finite
 
 from ._base import (
     _TICKET_GRACE,
@@ -95,13 +95,13 @@ class RedisSemaphore(_RedisBacked):
             raise TypeError(f"limit must be an int, got {type(limit).__name__}")
         if limit < 1:
             raise ValueError(f"limit must be at least 1 slot, got {limit!r}")
-        lease = _finite("lease", lease, "seconds")
+        lease = check_finite("lease", lease, "seconds")
         if lease < 0.1:
             raise ValueError(
                 f"lease must be at least 0.1 seconds, got {lease!r}; it is renewed every "
                 "lease / 3 seconds, and a process whose loop stalls longer loses its slots"
             )
-        poll_interval = _finite("poll_interval", poll_interval, "seconds")
+        poll_interval = check_finite("poll_interval", poll_interval, "seconds")
         if poll_interval <= 0:
             raise ValueError(f"poll_interval must be greater than 0, got {poll_interval!r}")
         self._limit = limit
