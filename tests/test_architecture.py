@@ -16,7 +16,7 @@ PACKAGE = Path(__file__).resolve().parent.parent / "twilio_numbers_async"
 #: Lowest first. A module may import from its own layer or below, never above.
 LAYERS: list[set[str]] = [
     {"_version", "errors", "_country_codes", "_nanp"},
-    {"_sids"},
+    {"_checks"},
     {"models", "retry", "_adaptive"},
     {"ratelimit", "_serde"},
     {"_transport", "_settings", "_retrying"},

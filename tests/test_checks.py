@@ -21,8 +21,8 @@ from twilio_numbers_async import (
     TwilioApiError,
     TwilioNumbersClient,
 )
+from twilio_numbers_async._checks import check_e164
 from twilio_numbers_async._country_codes import NATIONAL_LENGTHS, OVERRIDES
-from twilio_numbers_async._sids import check_e164
 from twilio_numbers_async.sandbox import Sandbox
 
 from .conftest import ACCOUNT_SID, AUTH_TOKEN

@@ -16,7 +16,7 @@ import pytest
 
 from tests._redis import RedisServer, required_binary
 from twilio_numbers_async import NumberPurchase, RequestValidationError, TwilioNumbersClient
-from twilio_numbers_async._sids import check_sid, redact_url
+from twilio_numbers_async._checks import check_sid, redact_url
 from twilio_numbers_async.sandbox import Sandbox
 
 from .conftest import ACCOUNT_SID

@@ -9,8 +9,8 @@ from __future__ import annotations
 import pytest
 
 from twilio_numbers_async import MobileNumberPurchase, NumberPurchase, RequestValidationError
+from twilio_numbers_async._checks import check_url, redact_url
 from twilio_numbers_async._serde import encode_form
-from twilio_numbers_async._sids import check_url, redact_url
 
 # --- URLs: `format: uri` is RFC 3986 ---------------------------------------------------------
 # Prism (ajv's "uri" format) refused these with 422, our check_url took them.

@@ -69,7 +69,7 @@ from typing import TYPE_CHECKING, Final, Literal
 
 import attrs
 
-from ._sids import check_count
+from ._checks import check_count
 
 if TYPE_CHECKING:
     from types import TracebackType

@@ -15,9 +15,9 @@ from urllib.parse import quote, urlencode, urljoin
 
 import attrs
 
+from ._checks import check_area_code, check_contains, check_country, redact_url
 from ._retrying import Budget, Retrier, Retryable, raise_last, retry_unless_rejected
 from ._serde import parse_available_numbers, parse_number, parse_number_page
-from ._sids import check_area_code, check_contains, check_country, redact_url
 from .errors import RequestValidationError, ResponseParseError, TwilioApiError, TwilioNumbersError
 from .retry import FailureKind, classify
 

@@ -28,7 +28,7 @@ import cattrs
 from attrs import AttrsInstance
 from cattrs.gen import make_dict_structure_fn, make_dict_unstructure_fn, override
 
-from ._sids import SID_PREFIXES, find_sid
+from ._checks import SID_PREFIXES, find_sid
 from .errors import (
     AuthenticationError,
     ClientClosedError,

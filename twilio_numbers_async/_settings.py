@@ -18,7 +18,7 @@ from urllib.parse import SplitResult, urlsplit
 import aiohttp
 import attrs
 
-from ._sids import check_sid, check_text, is_loopback_host, redact_url
+from ._checks import check_sid, check_text, is_loopback_host, redact_url
 from ._version import VERSION
 from .errors import RequestValidationError
 

@@ -18,12 +18,12 @@ import aiohttp
 
 from ._adaptive import DEFAULT_CEILING, DEFAULT_INITIAL, AdaptiveConcurrency, LimitChange
 from ._candidates import CandidatePools
+from ._checks import check_e164, check_sid
 from ._gateway import Gateway
 from ._purchase import AreaCodes, PurchaseEngine
 from ._reads import Reads, Search
 from ._retrying import Budget, Retrier, RetryHook
 from ._settings import Settings, from_environment, resolve
-from ._sids import check_e164, check_sid
 from ._transport import AiohttpTransport, Transport
 from .errors import ClientClosedError, RequestValidationError
 from .models import (

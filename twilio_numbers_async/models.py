@@ -17,7 +17,7 @@ from typing import Any, ClassVar, Literal, Required, TypeAlias, TypedDict
 
 import attrs
 
-from ._sids import (
+from ._checks import (
     check_area_code,
     check_e164,
     check_sid,

@@ -19,7 +19,7 @@ from collections import deque
 from typing import TYPE_CHECKING, Protocol
 
 from ._adaptive import AdaptiveConcurrency, LimitChange
-from ._sids import check_bucket, tokens_error
+from ._checks import check_bucket, tokens_error
 
 if TYPE_CHECKING:
     from types import TracebackType

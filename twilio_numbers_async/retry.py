@@ -29,7 +29,7 @@ from typing import Any
 
 import attrs
 
-from ._sids import check_count
+from ._checks import check_count
 from .errors import (
     RateLimitedError,
     ResponseParseError,

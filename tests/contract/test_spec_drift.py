@@ -31,8 +31,8 @@ from twilio_numbers_async import (
     TwilioNumbersClient,
     VoiceReceiveMode,
 )
+from twilio_numbers_async._checks import SID_PREFIXES
 from twilio_numbers_async._serde import form_fields
-from twilio_numbers_async._sids import SID_PREFIXES
 from twilio_numbers_async.models import PurchaseRequest
 
 pytestmark = pytest.mark.contract

@@ -17,9 +17,9 @@ from urllib.parse import parse_qs
 
 import attrs
 
+from twilio_numbers_async._checks import check_count
 from twilio_numbers_async._purchase import InDoubt, PurchaseEngine, PurchaseResult
 from twilio_numbers_async._serde import OutcomeRecord, encode_form, error_record
-from twilio_numbers_async._sids import check_count
 from twilio_numbers_async.errors import (
     AuthenticationError,
     ClientClosedError,

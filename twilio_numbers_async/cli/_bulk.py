@@ -13,7 +13,7 @@ from typing import Any, Final
 
 import attrs
 
-from twilio_numbers_async._sids import redact_url
+from twilio_numbers_async._checks import redact_url
 from twilio_numbers_async.bulk import OutcomeStatus, PurchaseOutcome
 from twilio_numbers_async.client import TwilioNumbersClient
 from twilio_numbers_async.errors import AuthenticationError, TwilioApiError

@@ -16,8 +16,8 @@ from typing import Any, Literal
 
 import attrs
 
+from twilio_numbers_async._checks import SID_PREFIXES
 from twilio_numbers_async._serde import form_key
-from twilio_numbers_async._sids import SID_PREFIXES
 from twilio_numbers_async.errors import RequestValidationError
 from twilio_numbers_async.models import MobileNumberPurchase, NumberPurchase, PurchaseRequest
 

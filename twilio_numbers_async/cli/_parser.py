@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Final, NoReturn, TypeAlias
 
 import attrs
 
-from twilio_numbers_async._sids import is_loopback_host
+from twilio_numbers_async._checks import is_loopback_host
 from twilio_numbers_async._version import VERSION
 
 from ._audit import MAX_COUNT

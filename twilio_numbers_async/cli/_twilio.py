@@ -19,7 +19,7 @@ from urllib.parse import urlsplit
 
 import attrs
 
-from twilio_numbers_async._sids import is_loopback_host
+from twilio_numbers_async._checks import is_loopback_host
 from twilio_numbers_async.client import TwilioNumbersClient
 
 from ._errors import CREDENTIAL_VARIABLES, PROG, UsageError, say

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any, Self
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
-from twilio_numbers_async._sids import check_bucket, tokens_error
+from twilio_numbers_async._checks import check_bucket, tokens_error
 from twilio_numbers_async.errors import RedisLimiterError
 
 from ._base import (

@@ -12,7 +12,7 @@ import base64
 import binascii
 import hmac
 
-from twilio_numbers_async._sids import check_sid, check_text
+from twilio_numbers_async._checks import check_sid, check_text
 
 from ._ids import IdSource
 

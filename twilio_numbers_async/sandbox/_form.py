@@ -15,7 +15,7 @@ from urllib.parse import parse_qsl
 
 import attrs
 
-from twilio_numbers_async._sids import check_e164, check_sid, check_url
+from twilio_numbers_async._checks import check_e164, check_sid, check_url
 from twilio_numbers_async.errors import RequestValidationError
 
 from ._errors import ApiError, shown
