@@ -132,7 +132,8 @@ class RetryPolicy:
 class RetryEvent:
     """What :paramref:`on_retry` hooks receive before each retry's wait: for metrics and logs."""
 
-    #: The operation: ``"purchase"`` or ``"find"``.
+    #: The operation: ``"purchase"``, or one of the reads: ``"find"``, ``"search"``,
+    #: ``"fetch"``, ``"release"``.
     operation: str
     #: The attempt that failed, counting from 1.
     attempt: int
