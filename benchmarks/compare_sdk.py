@@ -30,7 +30,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
 
-from twilio_numbers_async import TwilioApiError
 from twilio_numbers_async.sandbox import Fault, Sandbox
 
 HERE: Final = Path(__file__).resolve().parent
@@ -117,10 +116,10 @@ def hush_sdk_warnings() -> None:
 
 
 def describe(error: BaseException) -> str:
-    status, code = getattr(error, "status", None), getattr(error, "code", None)
-    if isinstance(error, TwilioApiError) or (isinstance(status, int) and isinstance(code, int)):
-        return f"raised `{type(error).__name__}` {status}/{code}"
-    return f"raised `{type(error).__name__}`"
+    """``raised `Name` status/code``: both clients' API errors carry ``status`` and ``code``."""
+    numbers = [getattr(error, name, None) for name in ("status", "code")]
+    shown = "/".join(str(number) for number in numbers if isinstance(number, int))
+    return f"raised `{type(error).__name__}`" + (f" {shown}" if shown else "")
 
 
 async def observe(sandbox: Sandbox, buy: Buy, form: Mapping[str, str], *, retry_once: bool) -> Seen:
