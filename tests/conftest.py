@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
+from unittest import mock
 
 import aiohttp
 import pytest
@@ -53,6 +55,21 @@ class MockTwilio(aioresponses):
         return self.requests.get((method, key.with_query(sorted(key.query.items()))), [])
 
 
+@contextlib.contextmanager
+def aiohttp_refused() -> Iterator[None]:
+    """Inside the block, aiohttp's client refuses to send; leaving it fails if anything tried
+    (the library may have turned the refusal into an outcome, so raising is not enough)."""
+    reached: list[str] = []
+
+    async def refuse(session: aiohttp.ClientSession, method: str, url: Any, **_: Any) -> None:
+        reached.append(f"{method} {url}")
+        raise AssertionError(f"sent through aiohttp, not the in-memory Twilio: {method} {url}")
+
+    with mock.patch.object(aiohttp.ClientSession, "_request", refuse):
+        yield
+    assert not reached, f"sent through aiohttp, not the in-memory Twilio: {reached}"
+
+
 @pytest.fixture
 def twilio() -> Iterator[MockTwilio]:
     with MockTwilio() as mock:
@@ -76,6 +93,21 @@ class FakeTime:
 
     def policy(self, **kwargs: Any) -> RetryPolicy:
         return RetryPolicy(sleep=self.sleep, clock=self.clock, **kwargs)
+
+
+class RecordingLimiter:
+    """A limiter that gives every token at once and records what it was asked: a 429's pause
+    lands here instead of holding the client's requests on the loop's real clock."""
+
+    def __init__(self) -> None:
+        self.acquired = 0
+        self.pauses: list[float] = []
+
+    async def acquire(self, tokens: int = 1, *, max_wait: float | None = None) -> None:
+        self.acquired += tokens
+
+    def pause(self, seconds: float) -> None:
+        self.pauses.append(seconds)
 
 
 @pytest.fixture
