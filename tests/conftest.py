@@ -1,21 +1,23 @@
-"""Shared fixtures: credentials, a mocked Twilio (aioresponses), and a clock that needs no sleep."""
+"""Shared fixtures: credentials, an in-memory Twilio, and a clock that needs no sleep."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
+from unittest import mock
 
 import aiohttp
 import pytest
-from aioresponses import aioresponses
-from yarl import URL
 
 from twilio_numbers_async import PurchaseRequest, RetryPolicy, TwilioNumbersClient
 from twilio_numbers_async._purchase import PurchaseResult
 from twilio_numbers_async._serde import number_from_json
 from twilio_numbers_async.models import IncomingPhoneNumber
 from twilio_numbers_async.sandbox import Sandbox
+
+from ._memory import MemoryTwilio
 
 ACCOUNT_SID = "AC" + "0123456789abcdef" * 2
 AUTH_TOKEN = "test-auth-token-that-must-never-leak"
@@ -24,39 +26,29 @@ NUMBERS_URL = f"{BASE}/IncomingPhoneNumbers.json"
 MOBILE_URL = f"{BASE}/IncomingPhoneNumbers/Mobile.json"
 
 
-class _FinishedUpload:
-    """Stands in for the request writer of a response that aioresponses builds."""
+@contextlib.contextmanager
+def aiohttp_refused() -> Iterator[None]:
+    """Inside the block, aiohttp's client refuses to send; leaving it fails if anything tried
+    (the library may have turned the refusal into an outcome, so raising is not enough)."""
+    reached: list[str] = []
 
-    output_size = 0
+    async def refuse(session: aiohttp.ClientSession, method: str, url: Any, **_: Any) -> None:
+        reached.append(f"{method} {url}")
+        raise AssertionError(f"sent through aiohttp, not the in-memory Twilio: {method} {url}")
 
-
-class MockResponse(aiohttp.ClientResponse):
-    # aiohttp 3.14 made ``stream_writer`` a required argument that aioresponses 0.7.9 does not
-    # pass (pnuckowski/aioresponses#289). ``response_class`` is aioresponses' own, public
-    # extension point, so the shim needs none of its internals.
-    def __init__(self, method: str, url: Any, **kwargs: Any) -> None:
-        kwargs.setdefault("stream_writer", _FinishedUpload())
-        super().__init__(method, url, **kwargs)
-
-
-class MockTwilio(aioresponses):
-    """aioresponses whose every response is built to work on aiohttp 3.14."""
-
-    def add(self, url: Any, method: str = "GET", **kwargs: Any) -> None:
-        kwargs.setdefault("response_class", MockResponse)
-        super().add(url, method, **kwargs)
-
-    def sent(self, method: str, url: str) -> list[Any]:
-        """The calls made to ``method url`` (query string included), in order."""
-        # aioresponses keys its record by the URL with its query parameters sorted.
-        key = URL(url)
-        return self.requests.get((method, key.with_query(sorted(key.query.items()))), [])
+    with mock.patch.object(aiohttp.ClientSession, "_request", refuse):
+        yield
+    assert not reached, f"sent through aiohttp, not the in-memory Twilio: {reached}"
 
 
 @pytest.fixture
-def twilio() -> Iterator[MockTwilio]:
-    with MockTwilio() as mock:
-        yield mock
+def twilio() -> Iterator[MemoryTwilio]:
+    """Twilio in memory: pass it as a client's ``transport``. While a test holds it, aiohttp's
+    client refuses to send, so a client left on the default transport fails the test."""
+    memory = MemoryTwilio()
+    with aiohttp_refused():
+        yield memory
+    memory.check()
 
 
 class FakeTime:
@@ -78,21 +70,37 @@ class FakeTime:
         return RetryPolicy(sleep=self.sleep, clock=self.clock, **kwargs)
 
 
+class RecordingLimiter:
+    """A limiter that gives every token at once and records what it was asked: a 429's pause
+    lands here instead of holding the client's requests on the loop's real clock."""
+
+    def __init__(self) -> None:
+        self.acquired = 0
+        self.pauses: list[float] = []
+
+    async def acquire(self, tokens: int = 1, *, max_wait: float | None = None) -> None:
+        self.acquired += tokens
+
+    def pause(self, seconds: float) -> None:
+        self.pauses.append(seconds)
+
+
 @pytest.fixture
 def fake_time() -> FakeTime:
     return FakeTime()
 
 
 @pytest.fixture
-async def client(fake_time: FakeTime) -> AsyncIterator[TwilioNumbersClient]:
-    # A mocked Twilio answers what each test scripts: an area code is POSTed as it is, with no
-    # search first (tests of area codes bought through a search use the sandbox).
+async def client(fake_time: FakeTime, twilio: MemoryTwilio) -> AsyncIterator[TwilioNumbersClient]:
+    # The in-memory Twilio answers what each test scripts: an area code is POSTed as it is, with
+    # no search first (tests/test_area_codes.py scripts the search).
     async with TwilioNumbersClient(
         ACCOUNT_SID,
         AUTH_TOKEN,
         rate_limit=None,
         retry=fake_time.policy(random=lambda: 0.5),
         area_codes="direct",
+        transport=twilio,
     ) as client:
         yield client
 

@@ -1,14 +1,13 @@
 """Area codes bought through a search: candidates shared, each POSTed as a given number.
 
-Against a mocked Twilio, so that each answer is scripted; tests/test_faults.py repeats the fault
-scenarios against the sandbox.
+Against Twilio in memory, so that each answer is scripted; tests/test_faults.py repeats the
+fault scenarios against the sandbox.
 """
 
 from __future__ import annotations
 
 import asyncio
 from typing import Any
-from urllib.parse import parse_qsl
 
 import pytest
 
@@ -19,13 +18,13 @@ from twilio_numbers_async import (
     TwilioNumbersClient,
 )
 
+from ._memory import MemoryTwilio, form
 from .conftest import (
     ACCOUNT_SID,
     AUTH_TOKEN,
     BASE,
     NUMBERS_URL,
     FakeTime,
-    MockTwilio,
     page,
     resource,
     twilio_error,
@@ -44,41 +43,43 @@ def found(*numbers: str) -> dict[str, Any]:
     }
 
 
-def make_client(fake_time: FakeTime, **kwargs: Any) -> TwilioNumbersClient:
-    kwargs.setdefault("retry", fake_time.policy(random=lambda: 0.5))
-    return TwilioNumbersClient(ACCOUNT_SID, AUTH_TOKEN, rate_limit=None, **kwargs)
+def make_client(fake_time: FakeTime, twilio: MemoryTwilio) -> TwilioNumbersClient:
+    return TwilioNumbersClient(
+        ACCOUNT_SID,
+        AUTH_TOKEN,
+        rate_limit=None,
+        retry=fake_time.policy(random=lambda: 0.5),
+        transport=twilio,
+    )
 
 
-def posted_numbers(twilio: MockTwilio) -> list[str]:
-    return [
-        dict(parse_qsl(call.kwargs["data"].decode()))["PhoneNumber"]
-        for call in twilio.sent("POST", NUMBERS_URL)
-    ]
+def posted_numbers(twilio: MemoryTwilio) -> list[str]:
+    return [form(request)["PhoneNumber"] for request in twilio.sent("POST", NUMBERS_URL)]
 
 
 async def test_a_candidate_is_posted_as_a_given_number_with_every_other_field(
-    fake_time: FakeTime, twilio: MockTwilio
+    fake_time: FakeTime, twilio: MemoryTwilio
 ) -> None:
-    twilio.get(SEARCH_URL, payload=found(*CANDIDATES))
-    twilio.post(NUMBERS_URL, status=201, payload=resource(phone_number=CANDIDATES[0]))
+    twilio.get(SEARCH_URL, 200, found(*CANDIDATES))
+    twilio.post(NUMBERS_URL, 201, resource(phone_number=CANDIDATES[0]))
     request = NumberPurchase(area_code="415", friendly_name="support")
-    async with make_client(fake_time) as client:
+    async with make_client(fake_time, twilio) as client:
         await client.purchase(request)
-    ((call),) = twilio.sent("POST", NUMBERS_URL)
-    form = dict(parse_qsl(call.kwargs["data"].decode()))
-    assert "AreaCode" not in form
-    assert form["PhoneNumber"] in CANDIDATES
-    assert form["FriendlyName"] == "support"
+    (posted,) = twilio.sent("POST", NUMBERS_URL)
+    sent = form(posted)
+    assert "AreaCode" not in sent
+    assert sent["PhoneNumber"] in CANDIDATES
+    assert sent["FriendlyName"] == "support"
 
 
 async def test_a_candidate_someone_else_took_gives_way_to_the_next_with_no_doubt(
-    fake_time: FakeTime, twilio: MockTwilio
+    fake_time: FakeTime, twilio: MemoryTwilio
 ) -> None:
-    twilio.get(SEARCH_URL, payload=found(*CANDIDATES))
-    twilio.post(NUMBERS_URL, status=400, payload=twilio_error(21422))
-    twilio.post(NUMBERS_URL, status=400, payload=twilio_error(21422))
-    twilio.post(NUMBERS_URL, status=201, payload=resource())
-    async with make_client(fake_time) as client:
+    twilio.get(SEARCH_URL, 200, found(*CANDIDATES))
+    twilio.post(NUMBERS_URL, 400, twilio_error(21422))
+    twilio.post(NUMBERS_URL, 400, twilio_error(21422))
+    twilio.post(NUMBERS_URL, 201, resource())
+    async with make_client(fake_time, twilio) as client:
         number = await client.create_incoming_phone_number(area_code="415")
     assert number.sid.startswith("PN")
     tried = posted_numbers(twilio)
@@ -87,41 +88,41 @@ async def test_a_candidate_someone_else_took_gives_way_to_the_next_with_no_doubt
 
 
 async def test_a_candidate_in_doubt_is_looked_up_not_abandoned(
-    fake_time: FakeTime, twilio: MockTwilio
+    fake_time: FakeTime, twilio: MemoryTwilio
 ) -> None:
-    twilio.get(SEARCH_URL, payload=found(CANDIDATES[0]))
-    twilio.post(NUMBERS_URL, status=500, payload=twilio_error(20500, 500))
+    twilio.get(SEARCH_URL, 200, found(CANDIDATES[0]))
+    twilio.post(NUMBERS_URL, 500, twilio_error(20500, 500))
     find = f"{NUMBERS_URL}?PhoneNumber=%2B14155550101&PageSize=50"
-    twilio.get(find, payload=page(resource(phone_number=CANDIDATES[0])))
-    async with make_client(fake_time) as client:
+    twilio.get(find, 200, page(resource(phone_number=CANDIDATES[0])))
+    async with make_client(fake_time, twilio) as client:
         number = await client.create_incoming_phone_number(area_code="415")
     assert number.phone_number == CANDIDATES[0]
     assert len(twilio.sent("POST", NUMBERS_URL)) == 1, "found on the account: never POSTed again"
 
 
 async def test_a_21422_after_doubt_that_no_look_up_finds_stays_unknown(
-    fake_time: FakeTime, twilio: MockTwilio
+    fake_time: FakeTime, twilio: MemoryTwilio
 ) -> None:
     # Ours, not yet listed, or someone else's: only the account can tell, later. Moving on to
     # the next candidate could buy a second number.
-    twilio.get(SEARCH_URL, payload=found(*CANDIDATES))
-    twilio.post(NUMBERS_URL, status=503, payload=twilio_error(20503, 503))
-    twilio.post(NUMBERS_URL, status=400, payload=twilio_error(21422))
+    twilio.get(SEARCH_URL, 200, found(*CANDIDATES))
+    twilio.post(NUMBERS_URL, 503, twilio_error(20503, 503))
+    twilio.post(NUMBERS_URL, 400, twilio_error(21422))
     find = "{}?PhoneNumber={}&PageSize=50"
     for candidate in CANDIDATES:
         url = find.format(NUMBERS_URL, candidate.replace("+", "%2B"))
-        twilio.get(url, payload=page(), repeat=True)
-    async with make_client(fake_time) as client:
+        twilio.get(url, 200, page(), repeat=True)
+    async with make_client(fake_time, twilio) as client:
         with pytest.raises(PurchaseOutcomeUnknownError):
             await client.create_incoming_phone_number(area_code="415")
     assert len(set(posted_numbers(twilio))) == 1, "never a second candidate"
 
 
 async def test_no_candidate_is_21452_and_nothing_is_posted(
-    fake_time: FakeTime, twilio: MockTwilio
+    fake_time: FakeTime, twilio: MemoryTwilio
 ) -> None:
-    twilio.get(SEARCH_URL, payload=found())
-    async with make_client(fake_time) as client:
+    twilio.get(SEARCH_URL, 200, found())
+    async with make_client(fake_time, twilio) as client:
         with pytest.raises(TwilioApiError) as caught:
             await client.create_incoming_phone_number(area_code="415")
     assert (caught.value.code, caught.value.status) == (21452, 400)
@@ -129,12 +130,12 @@ async def test_no_candidate_is_21452_and_nothing_is_posted(
 
 
 async def test_concurrent_purchases_share_one_search_and_never_one_candidate(
-    fake_time: FakeTime, twilio: MockTwilio
+    fake_time: FakeTime, twilio: MemoryTwilio
 ) -> None:
     many = [f"+1415555{n:04d}" for n in range(20)]
-    twilio.get(SEARCH_URL, payload=found(*many))
-    twilio.post(NUMBERS_URL, status=201, payload=resource(), repeat=True)
-    async with make_client(fake_time) as client:
+    twilio.get(SEARCH_URL, 200, found(*many))
+    twilio.post(NUMBERS_URL, 201, resource(), repeat=True)
+    async with make_client(fake_time, twilio) as client:
         await asyncio.gather(
             *(client.create_incoming_phone_number(area_code="415") for _ in range(10))
         )
@@ -144,15 +145,15 @@ async def test_concurrent_purchases_share_one_search_and_never_one_candidate(
 
 
 async def test_the_request_implies_the_capabilities_searched_for(
-    fake_time: FakeTime, twilio: MockTwilio
+    fake_time: FakeTime, twilio: MemoryTwilio
 ) -> None:
     url = (
         f"{BASE}/AvailablePhoneNumbers/CA/Local.json"
         "?AreaCode=604&SmsEnabled=true&VoiceEnabled=true&PageSize=100"
     )
-    twilio.get(url, payload=found("+16045550100"))
-    twilio.post(NUMBERS_URL, status=201, payload=resource())
-    async with make_client(fake_time) as client:
+    twilio.get(url, 200, found("+16045550100"))
+    twilio.post(NUMBERS_URL, 201, resource())
+    async with make_client(fake_time, twilio) as client:
         await client.create_incoming_phone_number(
             area_code="604", sms_url="https://example.com/sms", voice_url="https://example.com/v"
         )
@@ -160,11 +161,11 @@ async def test_the_request_implies_the_capabilities_searched_for(
 
 
 async def test_test_credentials_that_cant_search_post_the_area_code(
-    fake_time: FakeTime, twilio: MockTwilio
+    fake_time: FakeTime, twilio: MemoryTwilio
 ) -> None:
-    twilio.get(SEARCH_URL, status=403, payload=twilio_error(20008, 403))
-    twilio.post(NUMBERS_URL, status=201, payload=resource())
-    async with make_client(fake_time) as client:
+    twilio.get(SEARCH_URL, 403, twilio_error(20008, 403))
+    twilio.post(NUMBERS_URL, 201, resource())
+    async with make_client(fake_time, twilio) as client:
         await client.create_incoming_phone_number(area_code="415")
-    ((call),) = twilio.sent("POST", NUMBERS_URL)
-    assert dict(parse_qsl(call.kwargs["data"].decode())) == {"AreaCode": "415"}
+    (request,) = twilio.sent("POST", NUMBERS_URL)
+    assert form(request) == {"AreaCode": "415"}

@@ -1,7 +1,8 @@
 """What an outside fault suite broke (issue 12): hostile answers, a raising hook, leaks.
 
-Each test here failed before its fix. They run against a mocked Twilio on a fake clock, or, for
-what only a real socket can produce (a malformed status line), a raw server on loopback.
+Each test here failed before its fix. They run against Twilio in memory on a fake clock, or, for
+what only a real socket can produce (a malformed status line), a raw server on loopback, or, for
+a bulk run stopped midway, the sandbox.
 """
 
 from __future__ import annotations
@@ -18,7 +19,6 @@ from typing import Any
 
 import aiohttp
 import pytest
-from aioresponses import CallbackResult
 
 from twilio_numbers_async import (
     ClientClosedError,
@@ -34,15 +34,15 @@ from twilio_numbers_async import (
     TwilioApiError,
     TwilioNumbersClient,
 )
+from twilio_numbers_async._transport import Request, Response
 from twilio_numbers_async.sandbox import Faults, Sandbox
 
+from ._memory import MemoryTwilio, reply
 from .conftest import (
     ACCOUNT_SID,
     AUTH_TOKEN,
     NUMBERS_URL,
     FakeTime,
-    MockResponse,
-    MockTwilio,
     page,
     posts,
     resource,
@@ -57,11 +57,11 @@ ANY_IN_415 = NumberPurchase(area_code="415")
 CREDENTIALS = base64.b64encode(f"{ACCOUNT_SID}:{AUTH_TOKEN}".encode()).decode()
 
 
-def make_client(fake_time: FakeTime, **kwargs: Any) -> TwilioNumbersClient:
+def make_client(fake_time: FakeTime, twilio: MemoryTwilio, **kwargs: Any) -> TwilioNumbersClient:
     kwargs.setdefault("retry", fake_time.policy(random=lambda: 0.5))
     kwargs.setdefault("rate_limit", None)
-    kwargs.setdefault("area_codes", "direct")  # a mocked Twilio: no search first
-    return TwilioNumbersClient(ACCOUNT_SID, AUTH_TOKEN, **kwargs)
+    kwargs.setdefault("area_codes", "direct")  # no search first: each answer is scripted
+    return TwilioNumbersClient(ACCOUNT_SID, AUTH_TOKEN, transport=twilio, **kwargs)
 
 
 # --- 1. credentials only ever go to the configured host ---------------------------------------
@@ -77,10 +77,10 @@ def make_client(fake_time: FakeTime, **kwargs: Any) -> TwilioNumbersClient:
     ],
 )
 async def test_a_page_link_to_another_origin_is_never_followed(
-    fake_time: FakeTime, twilio: MockTwilio, next_page_uri: str
+    fake_time: FakeTime, twilio: MemoryTwilio, next_page_uri: str
 ) -> None:
-    twilio.get(FIND_URL, payload=page(next_page_uri=next_page_uri))
-    async with make_client(fake_time) as client:
+    twilio.get(FIND_URL, 200, page(next_page_uri=next_page_uri))
+    async with make_client(fake_time, twilio) as client:
         with pytest.raises(ResponseParseError, match="another host"):
             await client.find_incoming_phone_number("+15005550006")
     assert len(twilio.requests) == 1, "the link was not followed"
@@ -90,37 +90,33 @@ async def test_a_page_link_to_another_origin_is_never_followed(
 
 
 async def test_a_page_link_back_to_a_page_already_read_ends_the_look_up(
-    fake_time: FakeTime, twilio: MockTwilio
+    fake_time: FakeTime, twilio: MemoryTwilio
 ) -> None:
     again = f"{PAGE_PATH}?PhoneNumber=%2B15005550006&PageSize=50"
-    twilio.get(FIND_URL, payload=page(next_page_uri=again), repeat=True)
-    async with make_client(fake_time) as client:
+    twilio.get(FIND_URL, 200, page(next_page_uri=again), repeat=True)
+    async with make_client(fake_time, twilio) as client:
         with pytest.raises(ResponseParseError, match="already read"):
             await client.find_incoming_phone_number("+15005550006")
     assert len(twilio.sent("GET", FIND_URL)) == 1
 
 
 async def test_paging_that_never_ends_is_bounded_by_the_time_budget(
-    fake_time: FakeTime, twilio: MockTwilio
+    fake_time: FakeTime, twilio: MemoryTwilio
 ) -> None:
     pages_read = 0
 
-    def next_page(url: Any, **kwargs: Any) -> Any:
+    def next_page(request: Request) -> Response:
         nonlocal pages_read
         pages_read += 1
         fake_time.now += 1.0  # each page takes a second of the budget
-        return CallbackResult(
-            status=200,
-            payload=page(next_page_uri=f"{PAGE_PATH}?Page={pages_read}&PageToken=t"),
-            response_class=MockResponse,
-        )
+        return reply(200, page(next_page_uri=f"{PAGE_PATH}?Page={pages_read}&PageToken=t"))
 
-    twilio.get(FIND_URL, callback=next_page)
+    # Every page links to the next, however many are read: only the budget can end the look-up.
+    twilio.get(FIND_URL, next_page)
     for number in range(1, 200):
-        twilio.get(
-            f"https://api.twilio.com{PAGE_PATH}?Page={number}&PageToken=t", callback=next_page
-        )
-    async with make_client(fake_time, retry=fake_time.policy(max_elapsed=10)) as client:
+        url = f"https://api.twilio.com{PAGE_PATH}?Page={number}&PageToken=t"
+        twilio.get(url, next_page, repeat=True)
+    async with make_client(fake_time, twilio, retry=fake_time.policy(max_elapsed=10)) as client:
         with pytest.raises(ResponseParseError, match="max_elapsed"):
             await client.find_incoming_phone_number("+15005550006")
     assert pages_read <= 11
@@ -130,21 +126,21 @@ async def test_paging_that_never_ends_is_bounded_by_the_time_budget(
 
 
 async def test_a_deeply_nested_5xx_body_still_reconciles_a_given_number(
-    fake_time: FakeTime, twilio: MockTwilio
+    fake_time: FakeTime, twilio: MemoryTwilio
 ) -> None:
-    twilio.post(NUMBERS_URL, status=500, body="[" * 100_000, content_type="application/json")
-    twilio.get(FIND_URL, payload=page(resource()))
-    async with make_client(fake_time) as client:
+    twilio.post(NUMBERS_URL, 500, "[" * 100_000, headers={"Content-Type": "application/json"})
+    twilio.get(FIND_URL, 200, page(resource()))
+    async with make_client(fake_time, twilio) as client:
         number = await client.purchase(GIVEN)
     assert number.phone_number == "+15005550006"
     assert len(twilio.sent("POST", NUMBERS_URL)) == 1
 
 
 async def test_a_deeply_nested_5xx_body_leaves_an_area_code_unknown(
-    fake_time: FakeTime, twilio: MockTwilio
+    fake_time: FakeTime, twilio: MemoryTwilio
 ) -> None:
-    twilio.post(NUMBERS_URL, status=502, body="[" * 100_000, content_type="application/json")
-    async with make_client(fake_time) as client:
+    twilio.post(NUMBERS_URL, 502, "[" * 100_000, headers={"Content-Type": "application/json"})
+    async with make_client(fake_time, twilio) as client:
         with pytest.raises(PurchaseOutcomeUnknownError) as caught:
             await client.purchase(ANY_IN_415)
     assert isinstance(caught.value.cause, TwilioApiError)
@@ -155,15 +151,15 @@ async def test_a_deeply_nested_5xx_body_leaves_an_area_code_unknown(
 
 
 async def test_a_raising_retry_hook_is_logged_and_the_purchase_goes_on(
-    fake_time: FakeTime, twilio: MockTwilio, caplog: pytest.LogCaptureFixture
+    fake_time: FakeTime, twilio: MemoryTwilio, caplog: pytest.LogCaptureFixture
 ) -> None:
     def broken_metrics(event: RetryEvent) -> None:
         raise ConnectionError("metrics backend down")
 
-    twilio.post(NUMBERS_URL, status=500, payload=twilio_error(20500, 500))
-    twilio.get(FIND_URL, payload=page(resource()))
+    twilio.post(NUMBERS_URL, 500, twilio_error(20500, 500))
+    twilio.get(FIND_URL, 200, page(resource()))
     caplog.set_level(logging.ERROR, logger="twilio_numbers_async")
-    async with make_client(fake_time, on_retry=broken_metrics) as client:
+    async with make_client(fake_time, twilio, on_retry=broken_metrics) as client:
         number = await client.purchase(GIVEN)
     assert number.phone_number == "+15005550006", "the number sold is still found and returned"
     assert "on_retry" in caplog.text
@@ -176,21 +172,21 @@ NAMELESS = {"friendly_name": "support", "status": "in-use"}
 
 
 async def test_a_2xx_naming_no_number_is_looked_up_for_a_given_number(
-    fake_time: FakeTime, twilio: MockTwilio
+    fake_time: FakeTime, twilio: MemoryTwilio
 ) -> None:
-    twilio.post(NUMBERS_URL, status=201, payload=NAMELESS)
-    twilio.get(FIND_URL, payload=page(resource()))
-    async with make_client(fake_time) as client:
+    twilio.post(NUMBERS_URL, 201, NAMELESS)
+    twilio.get(FIND_URL, 200, page(resource()))
+    async with make_client(fake_time, twilio) as client:
         number = await client.purchase(GIVEN)
     assert number.sid == "PN" + "1" * 32
     assert len(twilio.sent("POST", NUMBERS_URL)) == 1
 
 
 async def test_a_2xx_naming_no_number_leaves_an_area_code_unknown_with_its_body(
-    fake_time: FakeTime, twilio: MockTwilio
+    fake_time: FakeTime, twilio: MemoryTwilio
 ) -> None:
-    twilio.post(NUMBERS_URL, status=201, payload=NAMELESS)
-    async with make_client(fake_time) as client:
+    twilio.post(NUMBERS_URL, 201, NAMELESS)
+    async with make_client(fake_time, twilio) as client:
         with pytest.raises(PurchaseOutcomeUnknownError) as caught:
             await client.purchase(ANY_IN_415)
     cause = caught.value.cause
@@ -201,14 +197,14 @@ async def test_a_2xx_naming_no_number_leaves_an_area_code_unknown_with_its_body(
 
 @pytest.mark.parametrize("missing", ["sid", "phone_number"])
 async def test_a_2xx_lacking_its_sid_or_number_is_fetched_by_the_sid_it_names(
-    fake_time: FakeTime, twilio: MockTwilio, missing: str
+    fake_time: FakeTime, twilio: MemoryTwilio, missing: str
 ) -> None:
     body = resource()
     body[missing] = ""
-    twilio.post(NUMBERS_URL, status=201, payload=body)
+    twilio.post(NUMBERS_URL, 201, body)
     # Its uri still names the resource bought: that is fetched, never a half number returned.
-    twilio.get(f"{NUMBERS_URL[: -len('.json')]}/PN{'1' * 32}.json", payload=resource())
-    async with make_client(fake_time) as client:
+    twilio.get(f"{NUMBERS_URL[: -len('.json')]}/PN{'1' * 32}.json", 200, resource())
+    async with make_client(fake_time, twilio) as client:
         number = await client.purchase(ANY_IN_415)
     assert (number.sid, number.phone_number) == ("PN" + "1" * 32, "+15005550006")
     assert len(twilio.sent("POST", NUMBERS_URL)) == 1
@@ -256,8 +252,12 @@ def reachable(root: object) -> Iterator[object]:
 async def test_no_credential_is_reachable_from_a_transport_error(
     malformed_status_server: str, fake_time: FakeTime
 ) -> None:
-    async with make_client(
-        fake_time, base_url=malformed_status_server, retry=fake_time.policy(max_attempts=1)
+    async with TwilioNumbersClient(
+        ACCOUNT_SID,
+        AUTH_TOKEN,
+        base_url=malformed_status_server,
+        rate_limit=None,
+        retry=fake_time.policy(max_attempts=1),
     ) as client:
         with pytest.raises(TransportError) as caught:
             await client.find_incoming_phone_number("+15005550006")
@@ -273,16 +273,16 @@ async def test_no_credential_is_reachable_from_a_transport_error(
 
 
 async def test_a_day_long_retry_after_fails_that_call_and_pauses_the_others_a_minute(
-    fake_time: FakeTime, twilio: MockTwilio
+    fake_time: FakeTime, twilio: MemoryTwilio
 ) -> None:
     bucket = TokenBucket(25)
     twilio.post(
         NUMBERS_URL,
-        status=429,
-        payload=twilio_error(20429, 429),
+        429,
+        twilio_error(20429, 429),
         headers={"Retry-After": "100000"},
     )
-    async with make_client(fake_time, rate_limit=bucket) as client:
+    async with make_client(fake_time, twilio, rate_limit=bucket) as client:
         with pytest.raises(RateLimitedError) as first:
             await client.purchase(ANY_IN_415)
         assert first.value.retry_after == 100000.0
@@ -293,7 +293,9 @@ async def test_a_day_long_retry_after_fails_that_call_and_pauses_the_others_a_mi
         assert 59 < paused_for <= 60, "the others wait a minute at most, not 27 hours"
         # The next call's budget (120 s on its clock) would outlast the pause, but its clock
         # says the pause outlasts what a 1-second budget leaves: it fails at once, unsent.
-        quick = make_client(fake_time, rate_limit=bucket, retry=fake_time.policy(max_elapsed=1))
+        quick = make_client(
+            fake_time, twilio, rate_limit=bucket, retry=fake_time.policy(max_elapsed=1)
+        )
         async with quick, asyncio.timeout(5):
             with pytest.raises(RateLimitedError) as second:
                 await quick.purchase(ANY_IN_415)

@@ -47,7 +47,8 @@ from twilio_numbers_async._serde import (
 from twilio_numbers_async.bulk import OutcomeStatus
 from twilio_numbers_async.bulk._journal import Journal
 
-from .conftest import ACCOUNT_SID, NUMBERS_URL, MockTwilio, page, resource
+from ._memory import MemoryTwilio
+from .conftest import ACCOUNT_SID, NUMBERS_URL, page, resource
 
 ENDPOINT = "IncomingPhoneNumbers.json"
 FIXTURE = Path(__file__).parent / "data" / "journal-v1.jsonl"
@@ -448,7 +449,7 @@ def test_the_released_format_is_written_byte_for_byte() -> None:
 
 
 async def test_a_journal_written_by_the_released_code_resumes(
-    client: TwilioNumbersClient, twilio: MockTwilio, tmp_path: Path
+    client: TwilioNumbersClient, twilio: MemoryTwilio, tmp_path: Path
 ) -> None:
     journal = tmp_path / "buy.jsonl"
     journal.write_bytes(FIXTURE.read_bytes())
@@ -468,8 +469,8 @@ async def test_a_journal_written_by_the_released_code_resumes(
         MobileNumberPurchase(phone_number="+447700900123", friendly_name="mobile"),
         NumberPurchase(area_code="718", friendly_name="in-flight"),
     ]
-    twilio.post(NUMBERS_URL, status=201, payload=resource(), repeat=True)
-    twilio.get(FIND.format("5005550014"), payload=page())
+    twilio.post(NUMBERS_URL, 201, resource(), repeat=True)
+    twilio.get(FIND.format("5005550014"), 200, page())
     outcomes = {o.index: o async for o in client.purchase_many(requests, journal=journal)}
 
     # Failures Twilio never processed are sent again; the one in doubt is looked up first.

@@ -23,7 +23,8 @@ from twilio_numbers_async import (
 )
 from twilio_numbers_async.bulk._journal import Journal
 
-from .conftest import NUMBERS_URL, MockTwilio, resource
+from ._memory import MemoryTwilio
+from .conftest import NUMBERS_URL, resource
 
 FIXTURE = Path(__file__).parent / "data" / "journal-v1.jsonl"
 
@@ -50,16 +51,16 @@ async def opens(path: Path) -> Journal:
 
 
 async def test_a_bad_record_stops_the_run_before_any_post(
-    client: TwilioNumbersClient, twilio: MockTwilio, tmp_path: Path
+    client: TwilioNumbersClient, twilio: MemoryTwilio, tmp_path: Path
 ) -> None:
     journal = tmp_path / "buy.jsonl"
     recorded = NumberPurchase(phone_number="+15005550006")
-    twilio.post(NUMBERS_URL, status=201, payload=resource())
+    twilio.post(NUMBERS_URL, 201, resource())
     await collect(client.purchase_many([recorded], journal=journal))
     # The recorded number is damaged: its SID is no SID.
     intent, outcome = journal.read_bytes().splitlines()
     journal.write_bytes(intent + b"\n" + outcome.replace(b'"sid":"PN', b'"sid":"XX') + b"\n")
-    twilio.post(NUMBERS_URL, status=201, payload=resource(), repeat=True)
+    twilio.post(NUMBERS_URL, 201, resource(), repeat=True)
 
     requests = [
         NumberPurchase(phone_number="+15005550007"),
@@ -141,11 +142,11 @@ async def test_the_journal_written_by_the_released_code_opens(tmp_path: Path) ->
 
 
 async def test_a_newer_record_at_the_end_is_refused_not_dropped_and_resent(
-    client: TwilioNumbersClient, twilio: MockTwilio, tmp_path: Path
+    client: TwilioNumbersClient, twilio: MemoryTwilio, tmp_path: Path
 ) -> None:
     journal = tmp_path / "buy.jsonl"
     request = NumberPurchase(phone_number="+15005550006")
-    twilio.post(NUMBERS_URL, status=201, payload=resource())
+    twilio.post(NUMBERS_URL, 201, resource())
     await collect(client.purchase_many([request], journal=journal))
     # A newer version of the library wrote the outcome, in a format this one does not know.
     journal.write_bytes(

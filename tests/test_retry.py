@@ -1,7 +1,7 @@
 """Retries never buy twice: the pure decision, the policy's arithmetic, and every path of the loop.
 
-The loop's paths run against a mocked Twilio that answers each request from a script, on a fake
-clock: no test sleeps.
+The loop's paths run against Twilio in memory, which answers each request from a script, on a
+fake clock: no test sleeps.
 """
 
 from __future__ import annotations
@@ -10,7 +10,6 @@ import asyncio
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import aiohttp
 import pytest
 
 from twilio_numbers_async import (
@@ -33,12 +32,13 @@ from twilio_numbers_async.errors import (
 )
 from twilio_numbers_async.retry import classify
 
+from ._memory import Hang, Lost, MemoryTwilio
 from .conftest import (
     ACCOUNT_SID,
     AUTH_TOKEN,
     NUMBERS_URL,
     FakeTime,
-    MockTwilio,
+    RecordingLimiter,
     page,
     purchase_result,
     resource,
@@ -136,34 +136,20 @@ def test_durations_take_timedeltas_and_are_checked() -> None:
 # --- the loop: not processed ------------------------------------------------------------------
 
 
-class RecordingLimiter:
-    def __init__(self) -> None:
-        self.acquired = 0
-        self.pauses: list[float] = []
-
-    async def acquire(self, tokens: int = 1, *, max_wait: float | None = None) -> None:
-        self.acquired += tokens
-
-    def pause(self, seconds: float) -> None:
-        self.pauses.append(seconds)
-
-
-def make_client(fake_time: FakeTime, **kwargs: Any) -> TwilioNumbersClient:
+def make_client(fake_time: FakeTime, twilio: MemoryTwilio, **kwargs: Any) -> TwilioNumbersClient:
     policy = kwargs.pop("retry", None) or fake_time.policy(random=lambda: 0.5)
     kwargs.setdefault("rate_limit", None)
-    kwargs.setdefault("area_codes", "direct")  # a mocked Twilio: no search first
-    return TwilioNumbersClient(ACCOUNT_SID, AUTH_TOKEN, retry=policy, **kwargs)
+    kwargs.setdefault("area_codes", "direct")  # no search first: each answer is scripted
+    return TwilioNumbersClient(ACCOUNT_SID, AUTH_TOKEN, retry=policy, transport=twilio, **kwargs)
 
 
 async def test_a_429_waits_retry_after_and_pauses_everyone(
-    fake_time: FakeTime, twilio: MockTwilio
+    fake_time: FakeTime, twilio: MemoryTwilio
 ) -> None:
     limiter = RecordingLimiter()
-    twilio.post(
-        NUMBERS_URL, status=429, payload=twilio_error(20429, 429), headers={"Retry-After": "3"}
-    )
-    twilio.post(NUMBERS_URL, status=201, payload=resource())
-    async with make_client(fake_time, rate_limit=limiter) as client:
+    twilio.post(NUMBERS_URL, 429, twilio_error(20429, 429), headers={"Retry-After": "3"})
+    twilio.post(NUMBERS_URL, 201, resource())
+    async with make_client(fake_time, twilio, rate_limit=limiter) as client:
         result = await purchase_result(client, ANY_IN_415)
     assert fake_time.sleeps == [3.0]
     assert limiter.pauses == [3.0]
@@ -172,12 +158,12 @@ async def test_a_429_waits_retry_after_and_pauses_everyone(
 
 
 async def test_a_429_without_retry_after_lowers_the_limit_and_holds_nobody_else(
-    fake_time: FakeTime, twilio: MockTwilio
+    fake_time: FakeTime, twilio: MemoryTwilio
 ) -> None:
     limiter = RecordingLimiter()
-    twilio.post(NUMBERS_URL, status=429, payload=twilio_error(20429, 429))
-    twilio.post(NUMBERS_URL, status=201, payload=resource(), repeat=True)
-    async with make_client(fake_time, rate_limit=limiter) as client:
+    twilio.post(NUMBERS_URL, 429, twilio_error(20429, 429))
+    twilio.post(NUMBERS_URL, 201, resource(), repeat=True)
+    async with make_client(fake_time, twilio, rate_limit=limiter) as client:
         # Ten in flight: the third is refused, so the account takes two at most.
         await asyncio.gather(*(client.purchase(ANY_IN_415) for _ in range(10)))
         assert client.concurrency.limit < 32, "the adaptive limit dropped below its start"
@@ -185,71 +171,68 @@ async def test_a_429_without_retry_after_lowers_the_limit_and_holds_nobody_else(
     assert fake_time.sleeps == [0.0], "and its own retry waits for a slot, not a backoff"
 
 
-async def test_retry_after_as_an_http_date(fake_time: FakeTime, twilio: MockTwilio) -> None:
+async def test_retry_after_as_an_http_date(fake_time: FakeTime, twilio: MemoryTwilio) -> None:
     twilio.post(
         NUMBERS_URL,
-        status=429,
-        payload=twilio_error(20429, 429),
+        429,
+        twilio_error(20429, 429),
         headers={"Retry-After": "Wed, 21 Oct 2015 07:28:00 GMT"},  # long past: retry at once
     )
-    twilio.post(NUMBERS_URL, status=201, payload=resource())
-    async with make_client(fake_time) as client:
+    twilio.post(NUMBERS_URL, 201, resource())
+    async with make_client(fake_time, twilio) as client:
         await client.purchase(ANY_IN_415)
     assert fake_time.sleeps == [0.0]
 
 
 async def test_a_retry_after_beyond_the_budget_raises_at_once(
-    fake_time: FakeTime, twilio: MockTwilio
+    fake_time: FakeTime, twilio: MemoryTwilio
 ) -> None:
-    twilio.post(
-        NUMBERS_URL, status=429, payload=twilio_error(20429, 429), headers={"Retry-After": "300"}
-    )
-    async with make_client(fake_time, retry=fake_time.policy(max_elapsed=120)) as client:
+    twilio.post(NUMBERS_URL, 429, twilio_error(20429, 429), headers={"Retry-After": "300"})
+    async with make_client(fake_time, twilio, retry=fake_time.policy(max_elapsed=120)) as client:
         with pytest.raises(RateLimitedError) as caught:
             await client.purchase(ANY_IN_415)
     assert caught.value.retry_after == 300.0
     assert fake_time.sleeps == [], "no sleep that can't pay off"
 
 
-async def test_429s_until_attempts_run_out(fake_time: FakeTime, twilio: MockTwilio) -> None:
-    twilio.post(NUMBERS_URL, status=429, payload=twilio_error(20429, 429), repeat=True)
-    async with make_client(fake_time, retry=fake_time.policy(max_attempts=3)) as client:
+async def test_429s_until_attempts_run_out(fake_time: FakeTime, twilio: MemoryTwilio) -> None:
+    twilio.post(NUMBERS_URL, 429, twilio_error(20429, 429), repeat=True)
+    async with make_client(fake_time, twilio, retry=fake_time.policy(max_attempts=3)) as client:
         with pytest.raises(RateLimitedError):
             await client.purchase(ANY_IN_415)
     assert len(twilio.sent("POST", NUMBERS_URL)) == 3
     assert len(fake_time.sleeps) == 2
 
 
-async def test_a_connect_failure_is_retried(fake_time: FakeTime, twilio: MockTwilio) -> None:
-    twilio.post(NUMBERS_URL, exception=aiohttp.ConnectionTimeoutError("connect timed out"))
-    twilio.post(NUMBERS_URL, status=201, payload=resource())
-    async with make_client(fake_time) as client:
+async def test_a_connect_failure_is_retried(fake_time: FakeTime, twilio: MemoryTwilio) -> None:
+    twilio.post(NUMBERS_URL, Lost(sent=False))
+    twilio.post(NUMBERS_URL, 201, resource())
+    async with make_client(fake_time, twilio) as client:
         number = await client.purchase(ANY_IN_415)
     assert number.sid is not None
     assert len(twilio.sent("POST", NUMBERS_URL)) == 2
 
 
 async def test_connect_failures_until_attempts_run_out(
-    fake_time: FakeTime, twilio: MockTwilio
+    fake_time: FakeTime, twilio: MemoryTwilio
 ) -> None:
-    twilio.post(NUMBERS_URL, exception=aiohttp.ConnectionTimeoutError("x"), repeat=True)
-    async with make_client(fake_time, retry=fake_time.policy(max_attempts=2)) as client:
+    twilio.post(NUMBERS_URL, Lost(sent=False), repeat=True)
+    async with make_client(fake_time, twilio, retry=fake_time.policy(max_attempts=2)) as client:
         with pytest.raises(TransportError) as caught:
             await client.purchase(ANY_IN_415)
     assert caught.value.sent is False
-    assert "ConnectionTimeoutError" in str(caught.value), "aiohttp's error is named"
-    assert caught.value.__cause__ is None, "but not chained: it holds the Authorization header"
+    assert len(twilio.sent("POST", NUMBERS_URL)) == 2
 
 
 # --- the loop: unknown ------------------------------------------------------------------------
 
 
 async def test_a_5xx_on_a_given_number_is_reconciled_not_repeated(
-    fake_time: FakeTime, twilio: MockTwilio
+    fake_time: FakeTime, twilio: MemoryTwilio
 ) -> None:
-    twilio.post(NUMBERS_URL, status=500, payload=twilio_error(20500, 500))
-    twilio.get(FIND_URL, payload=page(resource()))
-    async with make_client(fake_time) as client:
+    twilio.post(NUMBERS_URL, 500, twilio_error(20500, 500))
+    twilio.get(FIND_URL, 200, page(resource()))
+    async with make_client(fake_time, twilio) as client:
         result = await purchase_result(client, GIVEN)
     number = result.number
     assert number is not None
@@ -259,22 +242,22 @@ async def test_a_5xx_on_a_given_number_is_reconciled_not_repeated(
 
 
 async def test_a_dropped_connection_then_not_owned_is_sent_again(
-    fake_time: FakeTime, twilio: MockTwilio
+    fake_time: FakeTime, twilio: MemoryTwilio
 ) -> None:
-    twilio.post(NUMBERS_URL, exception=aiohttp.ServerDisconnectedError())
-    twilio.get(FIND_URL, payload=page())
-    twilio.post(NUMBERS_URL, status=201, payload=resource())
-    async with make_client(fake_time) as client:
+    twilio.post(NUMBERS_URL, Lost(sent=True))
+    twilio.get(FIND_URL, 200, page())
+    twilio.post(NUMBERS_URL, 201, resource())
+    async with make_client(fake_time, twilio) as client:
         result = await purchase_result(client, GIVEN)
     assert (result.attempts, result.reconciled) == (2, False)
     assert len(twilio.sent("GET", FIND_URL)) == 1
 
 
 async def test_a_read_timeout_on_an_area_code_is_never_repeated(
-    fake_time: FakeTime, twilio: MockTwilio
+    fake_time: FakeTime, twilio: MemoryTwilio
 ) -> None:
-    twilio.post(NUMBERS_URL, timeout=True)
-    async with make_client(fake_time) as client:
+    twilio.post(NUMBERS_URL, Lost(sent=True, reason="read timed out"))
+    async with make_client(fake_time, twilio) as client:
         with pytest.raises(PurchaseOutcomeUnknownError) as caught:
             await client.purchase(ANY_IN_415)
     assert caught.value.request == ANY_IN_415
@@ -286,15 +269,15 @@ async def test_a_read_timeout_on_an_area_code_is_never_repeated(
 
 
 async def test_a_21422_after_an_unknown_attempt_means_we_bought_it(
-    fake_time: FakeTime, twilio: MockTwilio
+    fake_time: FakeTime, twilio: MemoryTwilio
 ) -> None:
     # The first attempt's fate is unknown and the first look-up misses it (it commits late);
     # the retry is then refused as "not available": a second look-up finds it ours.
-    twilio.post(NUMBERS_URL, status=503, body="unavailable", content_type="text/plain")
-    twilio.get(FIND_URL, payload=page())
-    twilio.post(NUMBERS_URL, status=400, payload=twilio_error(21422))
-    twilio.get(FIND_URL, payload=page(resource()))
-    async with make_client(fake_time) as client:
+    twilio.post(NUMBERS_URL, 503, "unavailable", headers={"Content-Type": "text/plain"})
+    twilio.get(FIND_URL, 200, page())
+    twilio.post(NUMBERS_URL, 400, twilio_error(21422))
+    twilio.get(FIND_URL, 200, page(resource()))
+    async with make_client(fake_time, twilio) as client:
         result = await purchase_result(client, GIVEN)
     number = result.number
     assert number is not None
@@ -304,12 +287,12 @@ async def test_a_21422_after_an_unknown_attempt_means_we_bought_it(
 
 
 async def test_a_21422_after_an_unknown_attempt_that_is_not_ours_is_reported(
-    fake_time: FakeTime, twilio: MockTwilio
+    fake_time: FakeTime, twilio: MemoryTwilio
 ) -> None:
-    twilio.post(NUMBERS_URL, status=500, payload=twilio_error(20500, 500))
-    twilio.get(FIND_URL, payload=page(), repeat=True)
-    twilio.post(NUMBERS_URL, status=400, payload=twilio_error(21422))
-    async with make_client(fake_time) as client:
+    twilio.post(NUMBERS_URL, 500, twilio_error(20500, 500))
+    twilio.get(FIND_URL, 200, page(), repeat=True)
+    twilio.post(NUMBERS_URL, 400, twilio_error(21422))
+    async with make_client(fake_time, twilio) as client:
         with pytest.raises(TwilioApiError) as caught:
             await client.purchase(GIVEN)
     assert caught.value.code == 21422
@@ -317,22 +300,22 @@ async def test_a_21422_after_an_unknown_attempt_that_is_not_ours_is_reported(
 
 
 async def test_a_21422_with_no_unknown_attempt_is_not_looked_up(
-    fake_time: FakeTime, twilio: MockTwilio
+    fake_time: FakeTime, twilio: MemoryTwilio
 ) -> None:
-    twilio.post(NUMBERS_URL, status=400, payload=twilio_error(21422))
-    async with make_client(fake_time) as client:
+    twilio.post(NUMBERS_URL, 400, twilio_error(21422))
+    async with make_client(fake_time, twilio) as client:
         with pytest.raises(TwilioApiError):
             await client.purchase(GIVEN)
     assert twilio.sent("GET", FIND_URL) == []
 
 
 async def test_out_of_attempts_after_an_unknown_one_looks_one_last_time(
-    fake_time: FakeTime, twilio: MockTwilio
+    fake_time: FakeTime, twilio: MemoryTwilio
 ) -> None:
-    twilio.post(NUMBERS_URL, status=429, payload=twilio_error(20429, 429))
-    twilio.post(NUMBERS_URL, status=502, body="bad gateway")
-    twilio.get(FIND_URL, payload=page(resource()))
-    async with make_client(fake_time, retry=fake_time.policy(max_attempts=2)) as client:
+    twilio.post(NUMBERS_URL, 429, twilio_error(20429, 429))
+    twilio.post(NUMBERS_URL, 502, "bad gateway")
+    twilio.get(FIND_URL, 200, page(resource()))
+    async with make_client(fake_time, twilio, retry=fake_time.policy(max_attempts=2)) as client:
         result = await purchase_result(client, GIVEN)
     number = result.number
     assert number is not None
@@ -341,11 +324,11 @@ async def test_out_of_attempts_after_an_unknown_one_looks_one_last_time(
 
 
 async def test_out_of_attempts_and_not_owned_reports_the_last_failure(
-    fake_time: FakeTime, twilio: MockTwilio
+    fake_time: FakeTime, twilio: MemoryTwilio
 ) -> None:
-    twilio.post(NUMBERS_URL, status=500, payload=twilio_error(20500, 500), repeat=True)
-    twilio.get(FIND_URL, payload=page(), repeat=True)
-    async with make_client(fake_time, retry=fake_time.policy(max_attempts=3)) as client:
+    twilio.post(NUMBERS_URL, 500, twilio_error(20500, 500), repeat=True)
+    twilio.get(FIND_URL, 200, page(), repeat=True)
+    async with make_client(fake_time, twilio, retry=fake_time.policy(max_attempts=3)) as client:
         with pytest.raises(TwilioApiError) as caught:
             await client.purchase(GIVEN)
     assert caught.value.status == 500
@@ -354,20 +337,20 @@ async def test_out_of_attempts_and_not_owned_reports_the_last_failure(
     assert len(twilio.sent("GET", FIND_URL)) == 3
 
 
-async def test_no_retries_still_reconciles(fake_time: FakeTime, twilio: MockTwilio) -> None:
-    twilio.post(NUMBERS_URL, exception=aiohttp.ServerDisconnectedError())
-    twilio.get(FIND_URL, payload=page(resource()))
-    async with make_client(fake_time, retry=RetryPolicy.no_retries()) as client:
+async def test_no_retries_still_reconciles(fake_time: FakeTime, twilio: MemoryTwilio) -> None:
+    twilio.post(NUMBERS_URL, Lost(sent=True))
+    twilio.get(FIND_URL, 200, page(resource()))
+    async with make_client(fake_time, twilio, retry=RetryPolicy.no_retries()) as client:
         number = await client.purchase(GIVEN)
     assert number.phone_number == "+15005550006"
 
 
 async def test_a_failed_look_up_leaves_the_outcome_unknown(
-    fake_time: FakeTime, twilio: MockTwilio
+    fake_time: FakeTime, twilio: MemoryTwilio
 ) -> None:
-    twilio.post(NUMBERS_URL, status=500, payload=twilio_error(20500, 500))
-    twilio.get(FIND_URL, status=403, payload=twilio_error(20003, 403))
-    async with make_client(fake_time) as client:
+    twilio.post(NUMBERS_URL, 500, twilio_error(20500, 500))
+    twilio.get(FIND_URL, 403, twilio_error(20003, 403))
+    async with make_client(fake_time, twilio) as client:
         with pytest.raises(PurchaseOutcomeUnknownError) as caught:
             await client.purchase(GIVEN)
     assert isinstance(caught.value.cause, TwilioApiError)
@@ -376,12 +359,12 @@ async def test_a_failed_look_up_leaves_the_outcome_unknown(
     assert caught.value.__cause__.status == 403
 
 
-async def test_the_look_up_itself_is_retried(fake_time: FakeTime, twilio: MockTwilio) -> None:
-    twilio.post(NUMBERS_URL, status=504, payload=twilio_error(20504, 504))
-    twilio.get(FIND_URL, status=503, body="busy")
-    twilio.get(FIND_URL, exception=aiohttp.ServerDisconnectedError())
-    twilio.get(FIND_URL, payload=page(resource()))
-    async with make_client(fake_time) as client:
+async def test_the_look_up_itself_is_retried(fake_time: FakeTime, twilio: MemoryTwilio) -> None:
+    twilio.post(NUMBERS_URL, 504, twilio_error(20504, 504))
+    twilio.get(FIND_URL, 503, "busy")
+    twilio.get(FIND_URL, Lost(sent=True))
+    twilio.get(FIND_URL, 200, page(resource()))
+    async with make_client(fake_time, twilio) as client:
         number = await client.purchase(GIVEN)
     assert number.sid is not None
     assert len(twilio.sent("GET", FIND_URL)) == 3
@@ -390,25 +373,26 @@ async def test_the_look_up_itself_is_retried(fake_time: FakeTime, twilio: MockTw
 # --- the loop: rejected, hooks, budget --------------------------------------------------------
 
 
-async def test_a_rejection_is_raised_at_once(fake_time: FakeTime, twilio: MockTwilio) -> None:
-    twilio.post(NUMBERS_URL, status=400, payload=twilio_error(21452))
-    async with make_client(fake_time) as client:
+async def test_a_rejection_is_raised_at_once(fake_time: FakeTime, twilio: MemoryTwilio) -> None:
+    twilio.post(NUMBERS_URL, 400, twilio_error(21452))
+    async with make_client(fake_time, twilio) as client:
         with pytest.raises(TwilioApiError) as caught:
             await client.purchase(ANY_IN_415)
     assert caught.value.code == 21452
     assert fake_time.sleeps == []
 
 
-async def test_the_hook_hears_of_every_retry(fake_time: FakeTime, twilio: MockTwilio) -> None:
+async def test_the_hook_hears_of_every_retry(fake_time: FakeTime, twilio: MemoryTwilio) -> None:
     events: list[RetryEvent] = []
-    twilio.post(
-        NUMBERS_URL, status=429, payload=twilio_error(20429, 429), headers={"Retry-After": "2"}
-    )
-    twilio.post(NUMBERS_URL, exception=aiohttp.ServerDisconnectedError())
-    twilio.get(FIND_URL, payload=page())
-    twilio.post(NUMBERS_URL, status=201, payload=resource())
-    async with make_client(fake_time, on_retry=events.append) as client:
+    twilio.post(NUMBERS_URL, 429, twilio_error(20429, 429), headers={"Retry-After": "2"})
+    twilio.post(NUMBERS_URL, Lost(sent=True))
+    twilio.get(FIND_URL, 200, page())
+    twilio.post(NUMBERS_URL, 201, resource())
+    # The 429's pause goes to a limiter that only records it: nobody waits a real 2 s.
+    limiter = RecordingLimiter()
+    async with make_client(fake_time, twilio, on_retry=events.append, rate_limit=limiter) as client:
         await client.purchase(GIVEN)
+    assert limiter.pauses == [2.0]
     assert [(e.operation, e.attempt, e.kind, e.wait) for e in events] == [
         ("purchase", 1, FailureKind.NOT_PROCESSED, 2.0),
         ("purchase", 2, FailureKind.UNKNOWN, 0.5),
@@ -416,11 +400,11 @@ async def test_the_hook_hears_of_every_retry(fake_time: FakeTime, twilio: MockTw
     assert isinstance(events[0].error, RateLimitedError)
 
 
-async def test_the_time_budget_ends_retries(fake_time: FakeTime, twilio: MockTwilio) -> None:
+async def test_the_time_budget_ends_retries(fake_time: FakeTime, twilio: MemoryTwilio) -> None:
     twilio.post(
         NUMBERS_URL,
-        status=429,
-        payload=twilio_error(20429, 429),
+        429,
+        twilio_error(20429, 429),
         headers={"Retry-After": "1"},
         repeat=True,
     )
@@ -428,7 +412,9 @@ async def test_the_time_budget_ends_retries(fake_time: FakeTime, twilio: MockTwi
         max_attempts=100, initial_delay=1, max_delay=1, max_elapsed=5, random=lambda: 0.999
     )
     # The pauses go to a limiter that only records them: the fake clock alone keeps the time.
-    async with make_client(fake_time, retry=policy, rate_limit=RecordingLimiter()) as client:
+    async with make_client(
+        fake_time, twilio, retry=policy, rate_limit=RecordingLimiter()
+    ) as client:
         with pytest.raises(RateLimitedError):
             await client.purchase(ANY_IN_415)
     assert sum(fake_time.sleeps) <= 5
@@ -436,32 +422,26 @@ async def test_the_time_budget_ends_retries(fake_time: FakeTime, twilio: MockTwi
 
 
 async def test_cancelling_a_purchase_cancels_it_cleanly(
-    fake_time: FakeTime, twilio: MockTwilio
+    fake_time: FakeTime, twilio: MemoryTwilio
 ) -> None:
-    started = asyncio.Event()
-
-    async def hang(url: Any, **kwargs: Any) -> None:
-        started.set()
-        await asyncio.sleep(3600)
-
-    twilio.post(NUMBERS_URL, callback=hang)
-    async with make_client(fake_time) as client:
+    hang = Hang()
+    twilio.post(NUMBERS_URL, hang)
+    async with make_client(fake_time, twilio) as client:
         task = asyncio.create_task(client.purchase(ANY_IN_415))
-        await started.wait()
+        await hang.reached()
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
             await task
+    assert hang.cancelled == 1
 
 
 async def test_a_429_that_ends_the_retries_still_pauses_everyone(
-    fake_time: FakeTime, twilio: MockTwilio
+    fake_time: FakeTime, twilio: MemoryTwilio
 ) -> None:
     limiter = RecordingLimiter()
-    twilio.post(
-        NUMBERS_URL, status=429, payload=twilio_error(20429, 429), headers={"Retry-After": "30"}
-    )
+    twilio.post(NUMBERS_URL, 429, twilio_error(20429, 429), headers={"Retry-After": "30"})
     async with make_client(
-        fake_time, rate_limit=limiter, retry=fake_time.policy(max_elapsed=2)
+        fake_time, twilio, rate_limit=limiter, retry=fake_time.policy(max_elapsed=2)
     ) as client:
         with pytest.raises(RateLimitedError):
             await client.purchase(ANY_IN_415)
@@ -469,14 +449,14 @@ async def test_a_429_that_ends_the_retries_still_pauses_everyone(
 
 
 async def test_one_look_up_per_unknown_outcome_not_per_retry(
-    fake_time: FakeTime, twilio: MockTwilio
+    fake_time: FakeTime, twilio: MemoryTwilio
 ) -> None:
-    twilio.post(NUMBERS_URL, status=500, payload=twilio_error(20500, 500))
-    twilio.get(FIND_URL, payload=page(), repeat=True)
-    twilio.post(NUMBERS_URL, status=429, payload=twilio_error(20429, 429))
-    twilio.post(NUMBERS_URL, status=429, payload=twilio_error(20429, 429))
-    twilio.post(NUMBERS_URL, status=201, payload=resource())
-    async with make_client(fake_time) as client:
+    twilio.post(NUMBERS_URL, 500, twilio_error(20500, 500))
+    twilio.get(FIND_URL, 200, page(), repeat=True)
+    twilio.post(NUMBERS_URL, 429, twilio_error(20429, 429))
+    twilio.post(NUMBERS_URL, 429, twilio_error(20429, 429))
+    twilio.post(NUMBERS_URL, 201, resource())
+    async with make_client(fake_time, twilio) as client:
         await client.purchase(GIVEN)
     # 429s say nothing was processed: after the one look-up, nothing new to look for.
     assert len(twilio.sent("GET", FIND_URL)) == 1
