@@ -398,3 +398,30 @@ async def test_a_request_stopped_while_its_intent_is_written_is_recorded_not_sen
         async with sandbox.client(rate_limit=None, retry=fake_time.policy()) as again:
             (rerun,) = [o async for o in again.purchase_many(requests, journal=journal)]
     assert (rerun.status, rerun.from_journal) == (OutcomeStatus.BOUGHT, False)
+
+
+async def test_a_client_closed_while_an_intent_is_written_sends_nothing_and_says_so(
+    fake_time: FakeTime, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    journal = tmp_path / "buy.jsonl"
+    disk = threading.Event()
+    fsync = os.fsync
+    monkeypatch.setattr(os, "fsync", lambda fd: (disk.wait(10), fsync(fd))[1])
+    async with Sandbox(seed=6) as sandbox:
+        client = sandbox.client(rate_limit=None, retry=fake_time.policy())
+        run = client.purchase_many([GIVEN], journal=journal)
+        first = asyncio.ensure_future(anext(run))
+        async with asyncio.timeout(10):
+            while not journal.exists() or "intent" not in journal.read_text():  # noqa: ASYNC110
+                await asyncio.sleep(0.01)
+        await client.aclose()  # while the intent waits for the disk
+        disk.set()
+        outcome = await first
+        await run.aclose()
+        assert posts(sandbox) == 0
+    assert isinstance(outcome.error, ClientClosedError)
+    assert outcome.attempts == 0, "the attempt never left: not counted"
+    (record,) = [
+        r for r in map(json.loads, journal.read_text().splitlines()) if r["kind"] == "outcome"
+    ]
+    assert record["resend"] is True, "the next run buys it"

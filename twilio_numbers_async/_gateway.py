@@ -113,10 +113,12 @@ class Gateway:
                         await self.limiter.acquire(max_wait=_left(budget))
                     except TimeoutError:
                         raise _limiter_timeout(method, url, budget) from None
-                # Closed while this waited for its turn: nothing has been sent.
+                # Closed while this waited for its turn, or while before_send wrote: nothing
+                # has been sent.
                 self._check_open()
                 if before_send is not None:
                     await before_send()
+                    self._check_open()
                 response = await self.transport.send(
                     Request(method, url, self._headers[method], body, self._timeout)
                 )

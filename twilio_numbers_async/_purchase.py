@@ -39,6 +39,7 @@ from ._reads import Reads, Search
 from ._retrying import Budget, Retrier, Retryable
 from ._serde import encode_form, parse_number
 from .errors import (
+    ClientClosedError,
     PurchaseOutcomeUnknownError,
     ResponseParseError,
     TwilioApiError,
@@ -175,6 +176,8 @@ class Purchase:
         self._look_first = False
         #: Whether a POST left and no answer has yet said it bought nothing.
         self._unanswered = False
+        #: Whether the current attempt was counted (it reached the moment before it leaves).
+        self._counted = False
 
     @property
     def maybe_bought(self) -> bool:
@@ -317,11 +320,17 @@ class Purchase:
             if (found := await self._reconcile(budget)) is not None:
                 return found
             self._look_first = False
+        self._counted = False
         try:
             response = await self._engine.gateway.send(
                 "POST", url, body, budget=budget, before_send=self._sending
             )
             return parse_number(response.status, response.body)
+        except ClientClosedError:
+            if self._counted:
+                # Closed while the journal wrote the intent: this attempt never left.
+                self.attempts -= 1
+            raise
         except TwilioApiError as error:
             if error.code != _NOT_AVAILABLE:
                 raise
@@ -363,6 +372,7 @@ class Purchase:
         if self._before_send is not None:
             await self._before_send(self._number)
         self.attempts += 1
+        self._counted = True
         self._unanswered = True
 
     def _decide(self, error: TwilioNumbersError) -> Retryable:

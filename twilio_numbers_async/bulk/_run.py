@@ -282,7 +282,7 @@ def _safe_to_resend(outcome: PurchaseOutcome) -> bool:
         return False
     return (
         outcome.attempts == 0  # nothing was sent (a closed client, a limiter that said no)
-        or isinstance(error, AuthenticationError)
+        or isinstance(error, AuthenticationError | ClientClosedError)
         or classify(error) is not FailureKind.REJECTED
     )
 
