@@ -11,6 +11,7 @@ import asyncio
 import json
 import os
 import re
+import signal
 import subprocess
 import sys
 from collections.abc import Callable, Mapping
@@ -145,26 +146,31 @@ async def kill_mid_run(
     done: Callable[[], int],
     held: Callable[[], int],
     on: Endpoint = "purchase",
-) -> None:
-    """Run the CLI with ``args`` (two requests at a time) and SIGKILL it mid-way: once
-    ``done()`` counts three requests to ``on`` served, the answers of the next two are held,
-    and once ``held()`` counts both, the run can go no further and is killed, leaving no
-    record of how they ended, as a crash would."""
+    stop: signal.Signals = signal.SIGKILL,
+) -> Run:
+    """Run the CLI with ``args`` (two requests at a time) and stop it mid-way with ``stop``:
+    once ``done()`` counts three requests to ``on`` served, the answers of the next two are
+    held, and once ``held()`` counts both, the run can go no further and gets the signal. A
+    SIGKILL leaves no record of how those two ended, as a crash would."""
     process = await asyncio.create_subprocess_exec(
         *cli_argv(*args, "--concurrency", "2"),
         stdin=asyncio.subprocess.DEVNULL,
-        stdout=asyncio.subprocess.DEVNULL,
-        stderr=asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
         env=sandbox_env(sandbox),
     )
     try:
         await until(lambda: done() >= 3)
         sandbox.script(*[Fault.slow_after_commit(600)] * 2, on=on)
         await until(lambda: held() == 2)
+        process.send_signal(stop)
+        stdout, stderr = await asyncio.wait_for(process.communicate(), timeout=60)
     finally:
         if process.returncode is None:
             process.kill()
-        await process.wait()
+            await process.communicate()
+    assert process.returncode is not None
+    return Run(process.returncode, stdout.decode(), stderr.decode())
 
 
 async def read_until(stream: asyncio.StreamReader, marker: str) -> list[str]:

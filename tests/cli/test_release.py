@@ -4,6 +4,7 @@ bought, resumably; against a sandbox on loopback."""
 from __future__ import annotations
 
 import json
+import signal
 from pathlib import Path
 
 from tests.cli._run import (
@@ -94,7 +95,9 @@ async def test_release_journal_on_a_subaccount_releases_there(tmp_path: Path) ->
         assert {r.account_sid for r in sandbox.releases} == {subaccount}
 
 
-async def test_a_release_run_killed_part_way_finishes_on_the_rerun(tmp_path: Path) -> None:
+async def test_a_release_run_stopped_part_way_says_so_and_the_rerun_finishes(
+    tmp_path: Path,
+) -> None:
     rows = 8
     numbers = [f"+1415600{row:04d}" for row in range(rows)]
     csv_file = write(tmp_path, "phone_number\n" + "".join(f"{n}\n" for n in numbers))
@@ -104,14 +107,20 @@ async def test_a_release_run_killed_part_way_finishes_on_the_rerun(tmp_path: Pat
     async with Sandbox(faults=Faults(latency=0.05)) as sandbox:
         await bulk(sandbox, csv_file, journal)
         argv = ("release", "--journal", str(journal), "--base-url", sandbox.url)
-        # Killed with two numbers released and neither answered.
-        await kill_mid_run(
+        # Ctrl-C with two numbers released and neither answered.
+        stopped = await kill_mid_run(
             sandbox,
             *argv,
             done=lambda: len(sandbox.releases),
             held=lambda: len(held(sandbox)),
             on="release",
+            stop=signal.SIGINT,
         )
+        assert stopped.code == ExitCode.INTERRUPTED, stopped.stderr
+        assert "Stopped: interrupted; run the same command to release the rest." in stopped.stdout
+        resume = f"To release the rest, run the same command: twilio-numbers {' '.join(argv)}"
+        assert resume in stopped.stderr
+        assert "Traceback" not in stopped.stderr
         recorded = {
             json.loads(line)["sid"] for line in records_path(journal).read_text().splitlines()
         }
