@@ -8,12 +8,11 @@ The client is made in the application's cleanup context, so it is created inside
 loop, shared by every request (one connection pool, one rate limiter) and closed at shutdown:
 no "Unclosed client session" warning, no pool per request.
 
-Configuration, from the environment:
+Configuration, from the environment, read by TwilioNumbersClient.from_env():
   TWILIO_ACCOUNT_SID, TWILIO_AUTH_TOKEN (or TWILIO_API_KEY and TWILIO_API_SECRET),
-  TWILIO_EDGE, TWILIO_REGION   read by TwilioNumbersClient.from_env()
-  TWILIO_BASE_URL              read by this example, as by twilio-numbers: a sandbox's URL,
-                               for trying it out without spending money (`twilio-numbers
-                               sandbox` prints one)
+  TWILIO_EDGE, TWILIO_REGION
+  TWILIO_BASE_URL              a sandbox's URL, for trying it out without spending money
+                               (`twilio-numbers sandbox` prints one), as for twilio-numbers
 """
 
 from __future__ import annotations
@@ -23,7 +22,6 @@ import functools
 import json
 import logging
 import math
-import os
 from collections.abc import AsyncIterator, Callable
 from typing import Any, Final
 
@@ -61,12 +59,9 @@ CALLER_ERRORS: Final = {
 
 
 def client_from_env(**settings: Any) -> TwilioNumbersClient:
-    """The client, configured from TWILIO_* variables (TWILIO_BASE_URL: see the docstring);
-    ``settings`` (``retry=``, ``timeout=``...) go to the client."""
-    # The library reads no base URL from the environment on purpose (a stray variable must not
-    # send real credentials elsewhere); an example may, because its user chose to.
-    base_url = os.environ.get("TWILIO_BASE_URL") or None
-    return TwilioNumbersClient.from_env(base_url=base_url, **settings)
+    """The client, configured from TWILIO_* variables (see the docstring); ``settings``
+    (``retry=``, ``timeout=``...) go to the client."""
+    return TwilioNumbersClient.from_env(**settings)
 
 
 def is_json(content_type: str) -> bool:
@@ -107,14 +102,16 @@ def problem(error: TwilioNumbersError) -> tuple[int, dict[str, Any], dict[str, s
     """Status, JSON body and headers for a failed purchase."""
     if isinstance(error, RequestValidationError):
         return 422, {"error": "invalid_request", "field": error.field, "message": error.reason}, {}
-    # The number may have been bought, or was (a 201 that could not be read). A 409, not a 5xx:
-    # proxies and HTTP clients retry 5xx on their own, and a blind retry is the one thing that
-    # could buy a second number. The caller must look before buying again.
+    # The number may have been bought. A 409, not a 5xx: proxies and HTTP clients retry 5xx on
+    # their own, and a blind retry is the one thing that could buy a second number. The caller
+    # must look before buying again.
     if isinstance(error, PurchaseOutcomeUnknownError):
         message = "the number may have been bought; check the account before trying again"
         return 409, {"error": "purchase_outcome_unknown", "message": message}, {}
     if isinstance(error, ResponseParseError):
-        message = "the number was bought, but Twilio's answer could not be read"
+        # Twilio answered 2xx with a body that names no number, and the number was not on the
+        # account when looked up (an answer that names its SID is fetched by it, and returned).
+        message = "Twilio answered, but what it bought could not be read; check the account"
         return 409, {"error": "purchase_unreadable", "message": message, "sid": error.sid}, {}
     if isinstance(error, RateLimitedError):
         # Nothing was bought: the caller may try again once Twilio's limit has passed.
@@ -124,8 +121,8 @@ def problem(error: TwilioNumbersError) -> tuple[int, dict[str, Any], dict[str, s
     if isinstance(error, TransportError) or (
         isinstance(error, TwilioApiError) and error.status >= 500
     ):
-        # The library raises these only when nothing was bought (a given number was looked up
-        # on the account first; an area code in doubt is PurchaseOutcomeUnknownError instead).
+        # The library raises these only when nothing was bought: the number (an area code's
+        # too: it is bought as a number a search found) was looked up on the account first.
         # str(error) names the account in its URL: it is logged, not handed to the caller.
         message = "Twilio could not be reached; nothing was bought, try again later"
         return 503, {"error": "twilio_unavailable", "message": message}, {}

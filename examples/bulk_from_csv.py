@@ -13,10 +13,9 @@ between runs: requests are matched by their content and position among equal one
 Exit status: 0 all bought; 1 some failed or ended unknown (see the summary);
 2 the file has errors (nothing is bought); 130 interrupted (run again to resume).
 
-Configuration, from the environment: TWILIO_ACCOUNT_SID, TWILIO_AUTH_TOKEN (or TWILIO_API_KEY
-and TWILIO_API_SECRET), read by TwilioNumbersClient.from_env(); and TWILIO_BASE_URL, read by
-this example as by twilio-numbers, to point it at a sandbox (`twilio-numbers sandbox` prints
-one).
+Configuration, from the environment, read by TwilioNumbersClient.from_env(): TWILIO_ACCOUNT_SID,
+TWILIO_AUTH_TOKEN (or TWILIO_API_KEY and TWILIO_API_SECRET), and TWILIO_BASE_URL to point it at
+a sandbox (`twilio-numbers sandbox` prints one).
 """
 
 from __future__ import annotations
@@ -24,7 +23,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import csv
-import os
 import sys
 from collections import Counter
 from collections.abc import Iterator
@@ -130,11 +128,10 @@ def describe(outcome: PurchaseOutcome) -> str:
     request = outcome.request
     what = request.phone_number or f"area code {getattr(request, 'area_code', None)}"
     where = " (journal)" if outcome.from_journal else ""
-    if outcome.status is OutcomeStatus.BOUGHT:
-        if outcome.number is None:  # bought, but Twilio's answer could not be read
-            return f"#{outcome.index} {what}: bought, unreadable answer: {outcome.error}{where}"
+    if outcome.ok:  # tells a type checker that outcome.number is there
         bought = outcome.number
-        return f"#{outcome.index} {what}: bought {bought.phone_number} ({bought.sid}){where}"
+        found = ", found on the account after its answer was lost" if outcome.reconciled else ""
+        return f"#{outcome.index} {what}: bought {bought.phone_number} ({bought.sid}{found}){where}"
     if outcome.status is OutcomeStatus.UNKNOWN:
         return f"#{outcome.index} {what}: UNKNOWN, may have been bought{where}"
     return f"#{outcome.index} {what}: failed: {outcome.error}{where}"
@@ -143,9 +140,7 @@ def describe(outcome: PurchaseOutcome) -> str:
 async def buy(path: Path, journal: Path, concurrency: int) -> Counter[OutcomeStatus]:
     statuses: Counter[OutcomeStatus] = Counter()
     resumed = 0
-    async with TwilioNumbersClient.from_env(
-        base_url=os.environ.get("TWILIO_BASE_URL") or None
-    ) as client:
+    async with TwilioNumbersClient.from_env() as client:
         async for outcome in client.purchase_many(
             requests(path), concurrency=concurrency, journal=journal
         ):
@@ -162,8 +157,8 @@ async def buy(path: Path, journal: Path, concurrency: int) -> Counter[OutcomeSta
         # The journal keeps "unknown" as the outcome: a rerun will not buy those again.
         say(
             "Unknown: the purchase may have happened and could not be checked. Look at the "
-            "account's numbers (Console, or find_incoming_phone_number for a given number) "
-            "before buying any of them again; reruns of this file leave them alone."
+            "account's numbers (Console, or find_incoming_phone_number) before buying any of "
+            "them again; reruns of this file leave them alone."
         )
     return statuses
 

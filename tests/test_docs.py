@@ -13,6 +13,11 @@ The convention (docs/index.md says it to readers):
 - ```console / ```bash: not run; every ``twilio-numbers`` command line in them must name a
   subcommand and options that ``--help`` knows.
 
+Every ```python and ```python pytest block, and every example program, is also type-checked with
+``mypy --strict`` (a pytest block may leave its tests unannotated, as tests often are; a block
+that awaits is checked as the body of a function given ``client`` and ``sandbox``): code copied
+from the docs passes the type checker its reader runs.
+
 No block may reach past loopback. A failure names the Markdown file and line: the code is
 compiled with the file's name and padded to its line, so tracebacks point into the docs.
 """
@@ -26,6 +31,7 @@ import ipaddress
 import re
 import shlex
 import socket
+import textwrap
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -211,6 +217,61 @@ def test_the_pytest_blocks_pass(pytester: pytest.Pytester) -> None:
     }
     assert result.ret == 0, f"pytest blocks that fail: {sorted(failed) or result.outlines[-1]}"
     assert result.parseoutcomes().get("passed", 0) >= len(TESTS)
+
+
+#: What a block that awaits is checked inside: a function given the names the convention defines.
+AWAITING = """\
+from twilio_numbers_async import TwilioNumbersClient
+from twilio_numbers_async.sandbox import Sandbox
+
+
+async def _block(client: TwilioNumbersClient, sandbox: Sandbox) -> None:
+"""
+MYPY_ERROR = re.compile(r"^(?P<path>[^:]+):(?P<line>\d+): (?P<message>(error|note): .*)$")
+
+
+def checked_source(block: Block) -> tuple[str, int]:
+    """The block as a module for mypy, and how many lines come before its own first line."""
+    if block.info == "python pytest":
+        return "# mypy: allow-untyped-defs\n" + block.code, 1
+    if compiled(block).co_flags & inspect.CO_COROUTINE:
+        return AWAITING + textwrap.indent(block.code, "    "), AWAITING.count("\n")
+    return block.code, 0
+
+
+def test_the_blocks_and_the_examples_pass_mypy_strict(tmp_path: Path) -> None:
+    mypy = pytest.importorskip("mypy.api", reason="mypy, of the [test] extra, is missing")
+    checked: dict[str, tuple[Block, int]] = {}
+    for block in [*RUN, *TESTS]:
+        source, offset = checked_source(block)
+        path = tmp_path / (re.sub(r"\W", "_", str(block)).lower() + ".py")
+        path.write_text(source, encoding="utf-8")
+        checked[str(path)] = (block, offset)
+    examples = sorted(str(path) for path in (ROOT / "examples").glob("*.py"))
+    out, err, status = mypy.run(
+        [
+            *("--config-file", str(ROOT / "pyproject.toml")),
+            # The project's cache: the library is checked once, not for every run of this test.
+            *("--cache-dir", str(ROOT / ".mypy_cache")),
+            "--no-error-summary",
+            *checked,
+            *examples,
+        ]
+    )
+    problems = []
+    for line in out.splitlines():
+        found = MYPY_ERROR.match(line)
+        if found is None:
+            problems.append(line)
+        elif found["path"] in checked:
+            block, offset = checked[found["path"]]
+            where = block.line + int(found["line"]) - offset - 1
+            problems.append(f"{block.path.relative_to(ROOT)}:{where}: {found['message']}")
+        else:
+            problems.append(
+                f"{Path(found['path']).relative_to(ROOT)}:{found['line']}: {found['message']}"
+            )
+    assert (status, problems, err) == (0, [], ""), "\n".join(problems)
 
 
 def command_lines() -> Iterator[tuple[Block, list[str]]]:

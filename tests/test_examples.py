@@ -148,6 +148,8 @@ class Case:
     error: str | None = None
     code: int | None = None
     faults: tuple[Fault, ...] = ()
+    #: Faults for the look-ups (the GET list) that settle a lost answer.
+    look_up_faults: tuple[Fault, ...] = ()
     bought: int = 0
     #: FastAPI answers a body its pydantic model refuses itself: a 422 with its "detail".
     by_fastapi: bool = False
@@ -174,11 +176,19 @@ CASES = {
         by_fastapi=True,
         headers={"Content-Type": "application/x-www-form-urlencoded"},
     ),
-    "area code, answer lost": Case(
+    # An area code is bought as a number a search found: a lost answer is looked up too.
+    "area code, answer lost, reconciled": Case(
         as_json({"area_code": "415"}),
+        201,
+        faults=(Fault.drop_after_commit(),),
+        bought=1,
+    ),
+    "answer lost, look-up failing too": Case(
+        as_json({"phone_number": "+14155551234"}),
         409,
         error="purchase_outcome_unknown",
         faults=(Fault.drop_after_commit(),),
+        look_up_faults=(Fault.server_error(500),) * FAST.max_attempts,
         bought=1,
     ),
     "given number, answer lost, reconciled": Case(
@@ -208,6 +218,7 @@ async def test_a_web_app_answers_each_failure_as_documented(
     name: str, case: Case, sandbox: Sandbox
 ) -> None:
     sandbox.script(*case.faults)
+    sandbox.script(*case.look_up_faults, on="list")
     async with serve(name, ClientFactory(load(name))) as post:
         reply = await post(case.body, case.headers)
     if name == "fastapi_app" and case.by_fastapi:
@@ -223,6 +234,8 @@ async def test_a_web_app_answers_each_failure_as_documented(
     if case.error == "rate_limited":
         assert reply.headers["Retry-After"] == "1"
     assert len(sandbox.purchases) == case.bought
+    if reply.status == 201:
+        assert [p.phone_number for p in sandbox.purchases] == [reply.body["phone_number"]]
 
 
 @attrs.frozen
@@ -336,28 +349,36 @@ async def test_the_bulk_script_buys_the_sample_and_a_rerun_resumes_buying_nothin
     assert f"({rows} read from the journal" in output
 
 
-async def test_the_bulk_script_reports_failed_and_unknown_and_never_resends_them(
+async def test_the_bulk_script_reports_each_outcome_and_never_resends_a_final_one(
     sandbox: Sandbox, tmp_path: Path
 ) -> None:
     csv_file = tmp_path / "numbers.csv"
-    csv_file.write_text("area_code,phone_number\n415,\n,+15005550000\n")
-    # The first POST (the area code: one purchase at a time, in file order) is bought, and its
-    # answer lost: an outcome nobody can check.
-    sandbox.script(Fault.drop_after_commit())
+    csv_file.write_text("area_code,phone_number\n,+14155551234\n415,\n,+15005550000\n")
+    # One purchase at a time, in file order. The first two are bought and their answers lost:
+    # the given number's look-up fails too (an outcome nobody can check), the area code's
+    # candidate is found on the account.
+    sandbox.script(Fault.drop_after_commit(), Fault.drop_after_commit())
+    # 429s with a short Retry-After, so that the look-up's retries don't wait seconds.
+    refused = Fault.rate_limited(retry_after=0.01)
+    sandbox.script(*[refused] * RetryPolicy().max_attempts, on="list")
 
     code, output = await run_bulk(sandbox, str(csv_file), "--concurrency", "1")
     assert code == 1, output
-    assert "2 requests: 0 bought, 1 failed, 1 unknown" in output
-    assert "#0 area code 415: UNKNOWN" in output
+    assert "3 requests: 1 bought, 1 failed, 1 unknown" in output
+    assert "#0 +14155551234: UNKNOWN" in output
+    [candidate] = [p.phone_number for p in sandbox.purchases if p.phone_number != "+14155551234"]
+    assert f"#1 area code 415: bought {candidate}" in output
+    assert "found on the account after its answer was lost" in output
+    assert "#2 +15005550000: failed" in output
     assert "21422" in output
-    assert len(sandbox.purchases) == 1
+    assert len(sandbox.purchases) == 2
     assert (tmp_path / "numbers.journal.jsonl").exists(), "the default journal, beside the CSV"
 
     sent = posts(sandbox)
     code, again = await run_bulk(sandbox, str(csv_file))
     assert code == 1, again
     assert posts(sandbox) == sent, "unknown and failed outcomes are final: not sent again"
-    assert "(2 read from the journal" in again
+    assert "(3 read from the journal" in again
 
 
 @pytest.fixture

@@ -53,8 +53,15 @@ async def test_each_test_has_its_own_sandbox_and_the_last_one_is_closed(twilio_s
 
 async def test_a_scripted_fault(twilio_sandbox, twilio_client):
     twilio_sandbox.script(Fault.drop_after_commit())
-    with pytest.raises(PurchaseOutcomeUnknownError):
-        await twilio_client.create_incoming_phone_number(area_code="415")
+    number = await twilio_client.create_incoming_phone_number(area_code="415")
+    assert [p.phone_number for p in twilio_sandbox.purchases] == [number.phone_number]
+
+
+async def test_a_client_of_its_own(twilio_sandbox):
+    twilio_sandbox.script(Fault.drop_after_commit())
+    async with twilio_sandbox.client(area_codes="direct") as direct:
+        with pytest.raises(PurchaseOutcomeUnknownError):
+            await direct.create_incoming_phone_number(area_code="415")
     assert len(twilio_sandbox.purchases) == 1
 
 
@@ -119,7 +126,7 @@ def test_the_fixtures_and_the_marker(pytester: pytest.Pytester) -> None:
     pytester.makefile(".ini", pytest=AUTO_INI)
     pytester.makepyfile(test_user=USER_TESTS)
     result = pytester.runpytest_subprocess("-p", PLUGIN, "--strict-markers", "-rE")
-    result.assert_outcomes(passed=8, errors=3)
+    result.assert_outcomes(passed=9, errors=3)
     result.stdout.fnmatch_lines_random(
         [
             "test_user.py::test_an_unknown_option: @pytest.mark.twilio_sandbox gives "

@@ -4,13 +4,14 @@ Installed with the library (entry point ``pytest11``), so a test only names the 
 
     async def test_signup_buys_a_number(twilio_sandbox, twilio_client):
         number = await signup(twilio_client, area_code="415")
-        assert [p.phone_number for p in twilio_sandbox.purchases] == [number]
+        assert [p.phone_number for p in twilio_sandbox.purchases] == [number.phone_number]
 
 ``twilio_sandbox``
     A running :class:`~twilio_numbers_async.sandbox.Sandbox` on loopback, one per test.
 ``twilio_client``
     A :class:`~twilio_numbers_async.TwilioNumbersClient` for it, with quick retries and no rate
-    limit, closed after the test.
+    limit, closed after the test. Otherwise the client's defaults: an area code is bought
+    through a search (``area_codes="search"``).
 ``@pytest.mark.twilio_sandbox(**kwargs)``
     Keyword arguments for the test's ``Sandbox`` (``seed``, ``max_concurrency``,
     ``area_code_stock``...); ``faults`` also takes :meth:`Faults.parse

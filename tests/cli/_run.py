@@ -11,23 +11,29 @@ import asyncio
 import json
 import os
 import re
+import signal
 import subprocess
 import sys
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import attrs
 
-from twilio_numbers_async.sandbox import Sandbox
+from twilio_numbers_async.sandbox import Fault, Sandbox
+
+if TYPE_CHECKING:
+    from twilio_numbers_async.sandbox._faults import Endpoint
 
 __all__ = [
+    "FAKE_CREDENTIALS",
     "MIXED_CSV",
     "OFFLINE",
     "Run",
     "clean_env",
     "cli_argv",
     "documented",
+    "kill_mid_run",
     "read_until",
     "run_cli",
     "run_cli_async",
@@ -35,6 +41,10 @@ __all__ = [
     "until",
     "write",
 ]
+
+
+#: Credentials of the right shape, for commands that must stop before using them.
+FAKE_CREDENTIALS = {"TWILIO_ACCOUNT_SID": "AC" + "0" * 32, "TWILIO_AUTH_TOKEN": "not-a-real-token"}
 
 
 @attrs.frozen
@@ -130,6 +140,39 @@ async def until(condition: Callable[[], bool]) -> None:
             await asyncio.sleep(0.01)
 
 
+async def kill_mid_run(
+    sandbox: Sandbox,
+    *args: str,
+    done: Callable[[], int],
+    held: Callable[[], int],
+    on: Endpoint = "purchase",
+    stop: signal.Signals = signal.SIGKILL,
+) -> Run:
+    """Run the CLI with ``args`` (two requests at a time) and stop it mid-way with ``stop``:
+    once ``done()`` counts three requests to ``on`` served, the answers of the next two are
+    held, and once ``held()`` counts both, the run can go no further and gets the signal. A
+    SIGKILL leaves no record of how those two ended, as a crash would."""
+    process = await asyncio.create_subprocess_exec(
+        *cli_argv(*args, "--concurrency", "2"),
+        stdin=asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        env=sandbox_env(sandbox),
+    )
+    try:
+        await until(lambda: done() >= 3)
+        sandbox.script(*[Fault.slow_after_commit(600)] * 2, on=on)
+        await until(lambda: held() == 2)
+        process.send_signal(stop)
+        stdout, stderr = await asyncio.wait_for(process.communicate(), timeout=60)
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.communicate()
+    assert process.returncode is not None
+    return Run(process.returncode, stdout.decode(), stderr.decode())
+
+
 async def read_until(stream: asyncio.StreamReader, marker: str) -> list[str]:
     lines: list[str] = []
     while not lines or marker not in lines[-1]:
@@ -139,11 +182,15 @@ async def read_until(stream: asyncio.StreamReader, marker: str) -> list[str]:
     return lines
 
 
-def documented(info: str) -> str:
-    """The first code block of docs/cli.md marked ``info`` (such as ``json``)."""
+def documented(info: str, *, under: str | None = None) -> str:
+    """The first code block of docs/cli.md marked ``info`` (such as ``json``), after the
+    heading ``under`` if given (such as ``"## search"``)."""
     text = (Path(__file__).parents[2] / "docs" / "cli.md").read_text(encoding="utf-8")
+    if under is not None:
+        assert f"\n{under}" in text, f"docs/cli.md has no heading {under!r}"
+        text = text.split(f"\n{under}", 1)[1]
     match = re.search(rf"^```{info}\n(.*?)^```$", text, flags=re.MULTILINE | re.DOTALL)
-    assert match is not None, f"docs/cli.md has no ```{info} block"
+    assert match is not None, f"docs/cli.md has no ```{info} block after {under or 'its start'}"
     return match.group(1)
 
 

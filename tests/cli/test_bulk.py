@@ -10,7 +10,16 @@ from pathlib import Path
 
 import pytest
 
-from tests.cli._run import MIXED_CSV, cli_argv, documented, run_cli_async, sandbox_env, until, write
+from tests.cli._run import (
+    MIXED_CSV,
+    cli_argv,
+    documented,
+    kill_mid_run,
+    run_cli_async,
+    sandbox_env,
+    until,
+    write,
+)
 from tests.conftest import posts
 from twilio_numbers_async.cli import ExitCode
 from twilio_numbers_async.sandbox import Fault, Faults, PurchaseRecord, Sandbox
@@ -59,13 +68,16 @@ async def test_bulk_buys_a_mix_and_a_rerun_resumes_from_the_journal(tmp_path: Pa
             (21452, "No phone numbers are available in area code 533"),
         ]
 
-        # The rerun reports every outcome from the journal and buys nothing.
+        # The rerun buys nothing. It reports every outcome from the journal but one: area code
+        # 533's search found no number and no POST was sent, so it is searched again (new
+        # numbers may be for sale by now).
         assert second.code == ExitCode.FAILED
         again = second.json()
-        assert again["from_journal"] == 5
+        assert again["from_journal"] == 4
         assert (again["purchased"], again["failed"]) == (3, 2)
         assert len(sandbox.purchases) == sold_first
         assert posts(sandbox) == posts_first
+        assert searches(sandbox, "533") == 3  # the first run, this rerun, and the plain one
         assert again["bought"] == report["bought"]
         assert "Rows not bought" in plain.stdout
         assert "row-6" in plain.stdout
@@ -109,11 +121,31 @@ async def test_bulk_exits_0_when_everything_is_bought(tmp_path: Path) -> None:
         assert "bought" in run.stdout
 
 
+async def test_bulk_finds_an_area_code_whose_answer_was_lost(tmp_path: Path) -> None:
+    csv_file, journal = write(tmp_path, "area_code,friendly_name\n415,lost\n"), tmp_path / "j"
+    async with Sandbox() as sandbox:
+        sandbox.script(Fault.error_after_commit())  # its candidate is bought, then a 500
+        argv = ("bulk", str(csv_file), "--journal", str(journal), "--base-url", sandbox.url)
+        run = await run_cli_async(*argv, "--json", env=sandbox_env(sandbox))
+
+        assert run.code == ExitCode.OK, run.stderr
+        report = run.json()
+        [sold] = sandbox.purchases
+        assert report["bought"] == [
+            {"row": 2, "sid": sold.sid, "phone_number": sold.phone_number, "reconciled": True}
+        ]
+        assert (report["unknown"], report["reconciled"]) == (0, 1)
+        assert posts(sandbox) == 1
+
+
 async def test_bulk_lists_unknown_rows_and_never_sends_them_again(tmp_path: Path) -> None:
     csv_file, journal = write(tmp_path, "area_code,friendly_name\n415,lost\n"), tmp_path / "j"
     async with Sandbox() as sandbox:
         sandbox.script(Fault.error_after_commit())  # bought, then the answer is lost
-        argv = ("bulk", str(csv_file), "--journal", str(journal), "--base-url", sandbox.url)
+        argv = (
+            *("bulk", str(csv_file), "--journal", str(journal), "--base-url", sandbox.url),
+            *("--area-codes", "direct"),  # the area code POSTed: nothing to look up
+        )
         first = await run_cli_async(*argv, "--json", env=sandbox_env(sandbox))
         second = await run_cli_async(*argv, env=sandbox_env(sandbox))
 
@@ -126,6 +158,7 @@ async def test_bulk_lists_unknown_rows_and_never_sends_them_again(tmp_path: Path
         assert "unknown" in second.stdout
         assert len(sandbox.purchases) == 1
         assert posts(sandbox) == 1
+        assert searches(sandbox) == 0
 
 
 async def test_a_bad_csv_exits_2_and_buys_nothing(tmp_path: Path) -> None:
@@ -285,6 +318,47 @@ async def test_an_interrupted_run_says_what_it_did_and_a_rerun_finishes_the_job(
         # The two cut off were bought: found on the account, not bought again.
         assert [entry["row"] for entry in report["bought"] if entry["reconciled"]] == in_flight
         assert [cells[1] for cells in read_results(output)] == ["bought"] * rows
+
+
+async def test_a_run_killed_mid_purchase_resumes_area_codes_without_an_unknown(
+    tmp_path: Path,
+) -> None:
+    """SIGKILL gives no chance to record anything: the journal's intents, which name each
+    area code's candidate before its POST, are what the rerun settles the purchases by."""
+    rows = 8
+    csv_file = write(
+        tmp_path, "area_code,friendly_name\n" + "".join(f"415,row-{i}\n" for i in range(rows))
+    )
+    journal = tmp_path / "j.jsonl"
+    async with Sandbox() as sandbox:
+        argv = ("bulk", str(csv_file), "--journal", str(journal), "--base-url", sandbox.url)
+        # Killed with two purchases bought and neither answered.
+        await kill_mid_run(
+            sandbox,
+            *argv,
+            done=lambda: len(sandbox.purchases),
+            held=lambda: len(held(sandbox)),
+        )
+
+        resumed = await run_cli_async(*argv, "--json", env=sandbox_env(sandbox))
+
+        assert resumed.code == ExitCode.OK, resumed.stderr
+        report = resumed.json()
+        assert (report["purchased"], report["failed"], report["unknown"]) == (rows, 0, 0)
+        assert len(sandbox.purchases) == rows
+        assert len({p.friendly_name for p in sandbox.purchases}) == rows, "none bought twice"
+        # The two cut off were found on the account by the candidate each intent names.
+        reconciled = {entry["phone_number"] for entry in report["bought"] if entry["reconciled"]}
+        assert reconciled == {p.phone_number for p in held(sandbox)}
+
+
+def searches(sandbox: Sandbox, area_code: str | None = None) -> int:
+    """How many searches of numbers for sale a sandbox has answered (in ``area_code``)."""
+    return sum(
+        "/AvailablePhoneNumbers/" in record.path
+        and area_code in (None, record.query.get("AreaCode"))
+        for record in sandbox.requests
+    )
 
 
 def held(sandbox: Sandbox) -> list[PurchaseRecord]:

@@ -63,6 +63,29 @@ async def test_buy_by_area_code_and_mobile_in_plain_text() -> None:
         assert "+447700900123" in mobile.stdout
 
 
+async def test_buy_an_area_code_through_a_search_or_posted_as_it_is() -> None:
+    async with Sandbox() as sandbox:
+        env = sandbox_env(sandbox)
+        searched = await run_cli_async(
+            "buy", "--area-code", "415", "--base-url", sandbox.url, "--json", env=env
+        )
+        posted = await run_cli_async(
+            *("buy", "--area-code", "415", "--base-url", sandbox.url, "--json"),
+            *("--area-codes", "direct"),
+            env=env,
+        )
+
+        assert searched.code == posted.code == 0, searched.stderr + posted.stderr
+        found, sent = sandbox.purchases
+        # The default: a search, then its candidate POSTed as a given number.
+        assert found.form == {"PhoneNumber": searched.json()["phone_number"]}
+        assert [r.method for r in sandbox.requests[:2]] == ["GET", "POST"]
+        # direct: the area code POSTed as it is, no search.
+        assert sent.form == {"AreaCode": "415"}
+        assert sandbox.requests[2].method == "POST"
+        assert len(sandbox.requests) == 3
+
+
 async def test_buy_failures_exit_1_and_bad_credentials_exit_2_without_leaking_them() -> None:
     async with Sandbox() as sandbox:
         unavailable = await run_cli_async(

@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 
 from tests.cli._run import (
+    FAKE_CREDENTIALS,
     Run,
     clean_env,
     cli_argv,
@@ -31,8 +32,7 @@ from twilio_numbers_async.cli import ExitCode
 from twilio_numbers_async.cli._twilio import Destination
 from twilio_numbers_async.sandbox import Sandbox
 
-#: Credentials of the right shape, for commands that must stop before using them.
-FAKE = {"TWILIO_ACCOUNT_SID": "AC" + "0" * 32, "TWILIO_AUTH_TOKEN": "not-a-real-token"}
+FAKE = FAKE_CREDENTIALS
 TWILIO = "requests go to Twilio (https://api.twilio.com): real purchases"
 #: What the client says when the cut network refuses its first request: the command went ahead.
 WENT_AHEAD = "could not connect, the request was not sent"
@@ -119,6 +119,16 @@ def test_without_a_terminal_buying_for_real_needs_yes(
     assert "add --yes" in run.stderr
     assert WENT_AHEAD not in run.stderr  # nothing was even tried
     assert not (tmp_path / "j.jsonl").exists()
+
+
+def test_a_search_says_where_it_goes_and_needs_no_go_ahead() -> None:
+    # A search changes nothing on the account: nothing to confirm, even without a terminal.
+    run = run_cli("search", "--area-code", "415", env=clean_env(**FAKE), offline=True)
+
+    assert "requests go to Twilio (https://api.twilio.com)\n" in run.stderr
+    assert "real purchases" not in run.stderr
+    assert "[y/N]" not in run.stderr
+    assert WENT_AHEAD in run.stderr
 
 
 def test_yes_goes_ahead_without_asking(tmp_path: Path) -> None:

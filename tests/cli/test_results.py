@@ -49,13 +49,16 @@ def test_a_number_bought() -> None:
     }
 
 
-def test_a_number_bought_whose_answer_could_not_be_read_keeps_its_sid() -> None:
-    error = ResponseParseError("not JSON", status=201, body="{", sid=SID)
+def test_an_unknown_outcome_keeps_the_sid_its_unreadable_answer_named() -> None:
+    # A 2xx that could not be read, whose number could not be fetched by its SID either: the
+    # SID is what to look for on the account.
+    unreadable = ResponseParseError("not JSON", status=201, body="{", sid=SID)
+    error = PurchaseOutcomeUnknownError(REQUEST, unreadable, account_sid=ACCOUNT)
 
     result = RowResult.of(3, outcome(error=error))
 
-    assert (result.status, result.sid, result.phone_number) == (OutcomeStatus.BOUGHT, SID, None)
-    assert "can't be read" in result.message
+    assert (result.status, result.sid, result.phone_number) == (OutcomeStatus.UNKNOWN, SID, None)
+    assert "check the account" in result.message
 
 
 def test_a_failure_keeps_twilios_code_and_message_on_one_line_without_the_url() -> None:

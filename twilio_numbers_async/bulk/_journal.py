@@ -33,6 +33,7 @@ import logging
 import os
 import sys
 from collections import Counter
+from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Final, Literal
 
@@ -263,6 +264,14 @@ class Journal:
             self._synced = max(self._synced, generation)
         finally:
             self._sync = None
+
+    def outcomes(self) -> Iterator[OutcomeRecord | None]:
+        """Read-only: the outcome recorded for each request of the journal, in the order the
+        requests first appear in it, or ``None`` for one that is not settled (in flight when
+        its run stopped, or to be looked up before it is sent again). A bought outcome's
+        ``number`` is what that request bought."""
+        for key, offset in list(self._index.items()):
+            yield None if offset == _IN_FLIGHT else self.recorded_outcome(key)
 
 
 def _digest(account_sid: str, endpoint: str, form: bytes) -> str:

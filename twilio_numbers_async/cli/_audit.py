@@ -25,7 +25,6 @@ from typing import TYPE_CHECKING, Final
 import attrs
 
 from twilio_numbers_async.bulk import OutcomeStatus, PurchaseOutcome
-from twilio_numbers_async.errors import ResponseParseError
 from twilio_numbers_async.models import MobileNumberPurchase, NumberPurchase, PurchaseRequest
 
 if TYPE_CHECKING:
@@ -94,23 +93,18 @@ class Claim:
 
     tag: str
     status: OutcomeStatus
-    #: The number bought, for a "bought" outcome that has one.
+    #: The number bought, for a "bought" outcome.
     sid: str | None = None
     phone_number: str | None = None
 
     @classmethod
     def of(cls, outcome: PurchaseOutcome) -> Claim:
         """The claim an outcome makes; its tag is its request's ``friendly_name``."""
-        number = outcome.number
-        sid = number.sid if number is not None else None
-        if sid is None and isinstance(outcome.error, ResponseParseError):
-            sid = outcome.error.sid
-        return cls(
-            tag=outcome.request.friendly_name or "",
-            status=outcome.status,
-            sid=sid,
-            phone_number=number.phone_number if number is not None else None,
-        )
+        tag = outcome.request.friendly_name or ""
+        if outcome.ok:
+            number = outcome.number
+            return cls(tag, outcome.status, number.sid, number.phone_number)
+        return cls(tag, outcome.status)
 
 
 @attrs.frozen
@@ -131,9 +125,6 @@ class Audit:
 
 
 def _matches(claim: Claim, purchase: PurchaseRecord) -> bool:
-    # An unreadable 201 (ResponseParseError) names its SID but no number: the SID must do.
-    if claim.phone_number is None:
-        return purchase.sid == claim.sid
     return (purchase.sid, purchase.phone_number) == (claim.sid, claim.phone_number)
 
 
@@ -152,7 +143,6 @@ def audit(claims: Iterable[Claim], purchases: Iterable[PurchaseRecord]) -> Audit
         claim.tag
         for claim in by_tag.values()
         if claim.status is OutcomeStatus.BOUGHT
-        and claim.sid is not None
         and not any(_matches(claim, p) for p in sold.get(claim.tag, ()))
     ]
     return Audit(

@@ -16,23 +16,20 @@ import attrs
 from twilio_numbers_async._checks import redact_url
 from twilio_numbers_async.bulk import OutcomeStatus, PurchaseOutcome
 from twilio_numbers_async.client import TwilioNumbersClient
-from twilio_numbers_async.errors import AuthenticationError, TwilioApiError
+from twilio_numbers_async.errors import AuthenticationError
 from twilio_numbers_async.models import MobileNumberPurchase, PurchaseRequest
 
 from ._console import Output
 from ._csv import CsvError, check_csv, read_requests
-from ._errors import UsageError, os_error
+from ._errors import os_error
 from ._results import ResultsFile, RowResult
 from ._tally import Tally, brief, failure_reason, one_line, summary_rows
-from ._twilio import connect
+from ._twilio import GoAhead, check_credentials, connect
 
 __all__ = ["run"]
 
 # Rows listed in a human summary; --json lists them all.
 _ROWS_SHOWN: Final = 50
-# Any valid number will do for a look-up that only checks the credentials: this is the magic
-# number of Twilio's test credentials, which a live account does not hold.
-_PROBE_NUMBER: Final = "+15005550006"
 
 
 @attrs.define
@@ -64,7 +61,7 @@ class _BulkRun:
         with ResultsFile(output) if output else contextlib.nullcontext() as self.results:
             try:
                 async with client:
-                    await _check_credentials(client, self.args.account_sid)
+                    await check_credentials(client, self.args.account_sid)
                     await self._take_all(client)
             except asyncio.CancelledError:
                 # What was in flight was cancelled, and the journal keeps it for the next run.
@@ -197,26 +194,13 @@ def run(args: Namespace, out: Output) -> Coroutine[Any, Any, bool]:
     bulk = _BulkRun(args, out, total=check_csv(args.file))  # every row, before anything is bought
     client = connect(
         args,
-        purchase=f"buy up to {bulk.total} numbers, one per row of {os.fspath(args.file)}",
+        go_ahead=GoAhead(f"buy up to {bulk.total} numbers, one per row of {os.fspath(args.file)}"),
         rate_limit=args.rate,
         max_concurrency=args.concurrency,
         on_retry=bulk.tally.on_retry,
+        area_codes=args.area_codes,
     )
     return bulk.buy(client)
-
-
-async def _check_credentials(client: TwilioNumbersClient, account_sid: str | None) -> None:
-    # A wrong token or account would otherwise fail every row. One read costs nothing, and
-    # refused, it means bad input: nothing was bought.
-    try:
-        await client.find_incoming_phone_number(_PROBE_NUMBER, account_sid=account_sid)
-    except AuthenticationError:
-        raise  # mapped to bad input, with the credentials' variables named
-    except TwilioApiError as exc:
-        account = account_sid or client.account_sid
-        raise UsageError(
-            f"Twilio refused to list the numbers of {account}: {one_line(exc)}"
-        ) from exc
 
 
 def _by_row(item: tuple[int, PurchaseOutcome]) -> int:

@@ -12,7 +12,7 @@ from twilio_numbers_async.models import IncomingPhoneNumber, MobileNumberPurchas
 
 from ._console import Output
 from ._fields import build_request, optional_fields
-from ._twilio import connect
+from ._twilio import GoAhead, connect
 
 __all__ = ["run"]
 
@@ -25,7 +25,7 @@ def run(args: Namespace, out: Output) -> Coroutine[Any, Any, bool]:
         {**values, "phone_number": args.phone_number, "area_code": args.area_code},
         mobile=args.mobile,
     )
-    client = connect(args, purchase=_purchase(request))
+    client = connect(args, go_ahead=GoAhead(_purchase(request)), area_codes=args.area_codes)
     return _buy(client, request, args, out)
 
 

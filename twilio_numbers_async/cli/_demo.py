@@ -7,11 +7,12 @@ import asyncio
 import contextlib
 from argparse import Namespace
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any, Final
 
 import attrs
 
+from twilio_numbers_async._purchase import AreaCodes
 from twilio_numbers_async.bulk import BulkProgress
 from twilio_numbers_async.retry import RetryPolicy
 from twilio_numbers_async.sandbox import Faults, Sandbox
@@ -27,6 +28,11 @@ __all__ = ["DemoReport", "DemoSettings", "run", "run_demo"]
 _RETRY: Final = RetryPolicy(max_attempts=6, initial_delay=0.05, max_delay=1.0, max_elapsed=30.0)
 # Below Faults.demo()'s slow answers (1 s), so that some attempts time out, as on a bad day.
 _TIMEOUT: Final = 0.5
+# What an unknown outcome means, as the summary explains it.
+_UNKNOWN: Final[Mapping[AreaCodes, str]] = {
+    "search": "maybe bought: an answer was lost and its look-up failed too",
+    "direct": "maybe bought: a POSTed area code's answer was lost (nothing to look up)",
+}
 
 
 # --- the run --------------------------------------------------------------------------------
@@ -44,6 +50,8 @@ class DemoSettings:
     concurrency: int = 16
     #: Purchases per second allowed by the client's token bucket; ``None``: no limit.
     rate: float | None = None
+    #: How the client buys an area code: through a search, or by POSTing it ("direct").
+    area_codes: AreaCodes = "search"
 
 
 @attrs.frozen(kw_only=True)
@@ -89,6 +97,7 @@ class DemoReport:
             "faults": self.settings.faults_label,
             "concurrency": self.settings.concurrency,
             "rate_limit": self.settings.rate,
+            "area_codes": self.settings.area_codes,
         }
 
 
@@ -122,6 +131,7 @@ async def run_demo(
             rate_limit=settings.rate,
             max_concurrency=settings.concurrency,
             on_retry=tally.on_retry,
+            area_codes=settings.area_codes,
         )
         async with client:
             started = loop.time()
@@ -161,6 +171,7 @@ async def run(args: Namespace, out: Output) -> bool:
         seed=args.seed,
         concurrency=args.concurrency,
         rate=args.rate,
+        area_codes=args.area_codes,
     )
     say("requests go to a sandbox in this process, on this machine: nothing real is bought")
     if not out.json_mode:
@@ -168,7 +179,7 @@ async def run(args: Namespace, out: Output) -> bool:
         out.line(
             f"Buying {settings.count} numbers from a sandbox on loopback "
             f"(faults: {label}, seed {settings.seed}, concurrency {settings.concurrency}, "
-            f"rate limit {rate})"
+            f"rate limit {rate}, area codes: {settings.area_codes})"
         )
     with out.progress(settings.count, "Buying") as show:
         report = await run_demo(settings, on_outcome=show)
@@ -182,7 +193,7 @@ async def run(args: Namespace, out: Output) -> bool:
 def _show(out: Output, report: DemoReport) -> None:
     rows = [
         ("requested", str(report.settings.count), ""),
-        *summary_rows(report.tally, unknown="maybe bought: an area code's answer was lost"),
+        *summary_rows(report.tally, unknown=_UNKNOWN[report.settings.area_codes]),
         ("elapsed", f"{report.elapsed:.2f} s", f"{report.purchases_per_s:.0f} purchases/s"),
         ("sold by the sandbox", str(report.sold_by_sandbox), "bought, and some behind unknown"),
         ("faults injected", str(sum(report.faults_injected.values())), _faults(report)),

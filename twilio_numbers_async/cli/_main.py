@@ -1,9 +1,9 @@
 """Running ``twilio-numbers``: parse the command line, run one command, and turn what it
 raises into a message and an exit code (:mod:`._errors`), in this one place.
 
-Each command is a module of its own (``_demo``, ``_buy``, ``_bulk``, ``_sandbox``) with a
-``run`` function, imported only when it is the one asked for: ``buy`` and ``bulk`` never load
-the sandbox, nor aiohttp's server code.
+Each command is a module of its own (``_demo``, ``_buy``, ``_bulk``, ``_search``,
+``_release``, ``_sandbox``) with a ``run`` function, imported only when it is the one asked
+for: only ``demo`` and ``sandbox`` load the sandbox, and aiohttp's server code.
 """
 
 from __future__ import annotations
@@ -120,6 +120,11 @@ def _after(stop: Interrupted, command: str, argv: Sequence[str]) -> str:
     if command == "bulk":
         resume = shlex.join([PROG, *argv])
         return f"{stop}; what was done is in the journal. To resume, run the same command: {resume}"
+    if command == "release":
+        return (
+            f"{stop}; a number it released is released for good. To release the rest, run the "
+            f"same command: {shlex.join([PROG, *argv])}"
+        )
     if command == "buy":
         return (
             f"{stop}; if the purchase had been sent, the number may have been bought: check "

@@ -12,8 +12,9 @@ from typing import TYPE_CHECKING, Final, NoReturn, TypeAlias
 
 import attrs
 
-from twilio_numbers_async._checks import is_loopback_host
+from twilio_numbers_async._checks import check_sid, is_loopback_host
 from twilio_numbers_async._version import VERSION
+from twilio_numbers_async.errors import RequestValidationError
 
 from ._audit import MAX_COUNT
 from ._csv import columns
@@ -28,12 +29,19 @@ __all__ = ["build_parser", "check"]
 
 _Commands: TypeAlias = "argparse._SubParsersAction[_Parser]"
 
+#: TwilioNumbersClient's ``area_codes``, and ``search_available_phone_numbers``'s ``kind``:
+#: spelled here so that ``--help`` loads no more of the library than it needs.
+_AREA_CODES: Final = ("search", "direct")
+_KINDS: Final = ("local", "mobile", "toll_free")
+
 
 _EXIT_CODES: Final = """\
 exit codes:
-  0    everything bought (demo: the audit passed; sandbox: stopped)
-  1    some purchase failed or its outcome is unknown (demo: the audit failed), or a bulk
-       run stopped part way after buying: rerun the same command to resume
+  0    everything bought (demo: the audit passed; search: it ran; release: every number
+       released or already gone; sandbox: stopped)
+  1    some purchase failed or its outcome is unknown (demo: the audit failed; release: some
+       release failed), or a bulk run stopped part way after buying: rerun the same command
+       to resume
   2    bad input, nothing bought: an option, a request field, the CSV file, the journal,
        missing credentials, credentials Twilio refused (HTTP 401) before any purchase, or
        no go-ahead to buy away from this machine (see --yes)
@@ -45,7 +53,7 @@ _CREDENTIALS: Final = """\
 credentials come from the environment: TWILIO_ACCOUNT_SID with TWILIO_AUTH_TOKEN (or
 TWILIO_API_KEY and TWILIO_API_SECRET), and TWILIO_EDGE / TWILIO_REGION if you use them.
 Requests go to --base-url, else TWILIO_BASE_URL, else Twilio; stderr says where. Before
-buying anywhere but on this machine, the command asks (or wants --yes).
+buying or releasing anywhere but on this machine, the command asks (or wants --yes).
 """
 
 
@@ -81,7 +89,7 @@ def build_parser() -> argparse.ArgumentParser:
         "-v", "--verbose", action="store_true", default=argparse.SUPPRESS, help=verbose
     )
     commands = parser.add_subparsers(title="commands", dest="command", required=True)
-    for add in (_add_demo, _add_buy, _add_bulk, _add_sandbox):
+    for add in (_add_demo, _add_buy, _add_bulk, _add_search, _add_release, _add_sandbox):
         add(commands, common)
     return parser
 
@@ -148,12 +156,7 @@ def _add_demo(
     parser.add_argument(
         "--seed", type=int, default=0, help="seed of the faults and numbers (default: 0)"
     )
-    parser.add_argument(
-        "--concurrency",
-        type=_int_between(1, 1000),
-        default=16,
-        help="purchases in flight at once (default: %(default)s)",
-    )
+    _add_concurrency(parser, 16, "purchases")
     parser.add_argument(
         "--rate",
         type=_rate,
@@ -161,6 +164,7 @@ def _add_demo(
         metavar="R",
         help="at most R requests per second, retries included (default: no limit)",
     )
+    _add_area_codes(parser)
     _add_json(parser)
 
 
@@ -195,6 +199,7 @@ def _add_buy(
         action="store_true",
         help="buy PHONE_NUMBER on Twilio's Mobile endpoint (needed for mobile numbers)",
     )
+    _add_area_codes(parser)
     _add_twilio_options(parser)
     _add_json(parser)
     fields = parser.add_argument_group(
@@ -218,17 +223,44 @@ def _add_field_option(group: argparse._ArgumentGroup, field: RequestField) -> No
         )
 
 
-def _add_twilio_options(parser: argparse.ArgumentParser) -> None:
+def _add_concurrency(parser: argparse.ArgumentParser, default: int, what: str) -> None:
     parser.add_argument(
-        "--account-sid",
-        metavar="SID",
-        help="buy on this subaccount (AC...) of the credentials' account",
+        "--concurrency",
+        type=_int_between(1, 1000),
+        default=default,
+        help=f"{what} in flight at once (default: %(default)s)",
     )
+
+
+def _add_area_codes(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--area-codes",
+        type=_one_of(_AREA_CODES),
+        default="search",
+        metavar="|".join(_AREA_CODES),
+        help="how an area code is bought: 'search' finds a number for sale and buys it as a "
+        "given number, so that a lost answer is looked up (the default); 'direct' POSTs the "
+        "area code, and a lost answer stays unknown",
+    )
+
+
+def _add_account_and_base_url(
+    parser: argparse.ArgumentParser,
+    *,
+    account: str = "act on this subaccount (AC...) of the credentials' account",
+) -> None:
+    parser.add_argument("--account-sid", metavar="SID", help=account)
     parser.add_argument(
         "--base-url",
         metavar="URL",
         help="send requests here instead of Twilio, such as to a sandbox or a proxy (plain "
         "http only to loopback; default: $TWILIO_BASE_URL, else https://api.twilio.com)",
+    )
+
+
+def _add_twilio_options(parser: argparse.ArgumentParser) -> None:
+    _add_account_and_base_url(
+        parser, account="buy on this subaccount (AC...) of the credentials' account"
     )
     parser.add_argument(
         "-y",
@@ -281,13 +313,113 @@ def _add_bulk(
         metavar="R",
         help="at most R requests per second, retries included; 0: no limit (default: 25)",
     )
-    parser.add_argument(
-        "--concurrency",
-        type=_int_between(1, 1000),
-        default=8,
-        help="purchases in flight at once (default: %(default)s)",
-    )
+    _add_concurrency(parser, 8, "purchases")
+    _add_area_codes(parser)
     _add_twilio_options(parser)
+    _add_json(parser)
+
+
+def _add_search(
+    commands: _Commands,
+    common: _Parser,
+) -> None:
+    parser = _subparser(
+        commands,
+        common,
+        "search",
+        summary="list numbers for sale",
+        description=(
+            "List numbers for sale: Twilio's AvailablePhoneNumbers search, filtered as Twilio "
+            "filters it. It buys nothing; buy one with `buy PHONE_NUMBER`, or any number in an "
+            "area code with `buy --area-code`, which searches by itself."
+        ),
+        epilog=f"{_CREDENTIALS}\nexamples:\n  {PROG} search --area-code 415\n"
+        f"  {PROG} search --area-code 604 --contains 555 --sms --json\n"
+        f"  {PROG} search --country GB --kind mobile --limit 5\n\n{_EXIT_CODES}",
+    )
+    parser.add_argument(
+        "--area-code",
+        metavar="CODE",
+        help="only numbers in this area code (US and Canada); its country is the default",
+    )
+    parser.add_argument(
+        "--country",
+        metavar="CC",
+        help="the ISO country code, such as US, CA or GB (default: the area code's, else US)",
+    )
+    parser.add_argument(
+        "--kind",
+        type=_one_of(_KINDS),
+        default="local",
+        metavar="|".join(_KINDS),
+        help="which list to search (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--contains",
+        metavar="PATTERN",
+        help="only numbers that match Twilio's pattern: digits or letters, '*' for any one",
+    )
+    for capability in ("sms", "mms", "voice"):
+        parser.add_argument(
+            f"--{capability}",
+            action="store_true",
+            help=f"only numbers that can take {capability.upper()}"
+            if capability != "voice"
+            else "only numbers that can take calls",
+        )
+    parser.add_argument(
+        "--limit",
+        type=_int_between(1, 1000),
+        default=None,
+        metavar="N",
+        help="at most N numbers (default: Twilio's page, 50)",
+    )
+    _add_account_and_base_url(
+        parser, account="search as this subaccount (AC...) of the credentials' account"
+    )
+    _add_json(parser)
+
+
+def _add_release(
+    commands: _Commands,
+    common: _Parser,
+) -> None:
+    parser = _subparser(
+        commands,
+        common,
+        "release",
+        summary="release numbers: given SIDs, or every number a bulk journal bought",
+        description=(
+            "Release numbers from the account: Twilio stops billing them and may sell them "
+            "again, so this can't be undone. Give their SIDs (PN...), or --journal to release "
+            "every number that a bulk run with that journal bought. With --journal, each "
+            "release is recorded in a file beside it (FILE.releases.jsonl), so running the "
+            "same command again releases nothing twice and finishes what a stopped run left."
+        ),
+        epilog=f"{_CREDENTIALS}\nexamples:\n  {PROG} release PN0123456789abcdef0123456789abcdef\n"
+        f"  {PROG} release --journal numbers.jsonl --yes\n\n{_EXIT_CODES}",
+    )
+    parser.add_argument(
+        "sids", nargs="*", metavar="SID", help="the SIDs (PN...) of the numbers to release"
+    )
+    parser.add_argument(
+        "--journal",
+        metavar="FILE.jsonl",
+        help="release every number that this bulk journal bought",
+    )
+    _add_concurrency(parser, 8, "releases")
+    _add_account_and_base_url(
+        parser,
+        account="release on this subaccount (AC...) of the "
+        "credentials' account (with --journal: each number's own)",
+    )
+    parser.add_argument(
+        "-y",
+        "--yes",
+        action="store_true",
+        help="release without asking first; needed to release anywhere but on this machine "
+        "when stdin is not a terminal",
+    )
     _add_json(parser)
 
 
@@ -351,6 +483,14 @@ def check(args: argparse.Namespace) -> None:
             _usage_error(prog, "give a PHONE_NUMBER, or --area-code for any number in one")
         if args.mobile and args.area_code is not None:
             _usage_error(prog, "--mobile buys a given PHONE_NUMBER; it takes no --area-code")
+    if args.command == "release":
+        if bool(args.sids) == (args.journal is not None):
+            _usage_error(prog, "give the SIDs of the numbers to release, or --journal, not both")
+        for sid in args.sids:
+            try:
+                check_sid("SID", sid, "PN")
+            except RequestValidationError as exc:
+                _usage_error(prog, exc.reason)
     if args.command == "sandbox" and not args.allow_remote and not is_loopback_host(args.host):
         _usage_error(
             prog,

@@ -10,7 +10,12 @@ from typing import IO, Any, Final
 import attrs
 
 from twilio_numbers_async.bulk import OutcomeStatus, PurchaseOutcome
-from twilio_numbers_async.errors import ResponseParseError, TwilioApiError, TwilioNumbersError
+from twilio_numbers_async.errors import (
+    PurchaseOutcomeUnknownError,
+    ResponseParseError,
+    TwilioApiError,
+    TwilioNumbersError,
+)
 
 from ._tally import one_line
 
@@ -27,7 +32,8 @@ _FORMULA_STARTS: Final = ("=", "+", "-", "@", "\t", "\r")
 @attrs.frozen
 class RowResult:
     """How one row ended: bought (``sid`` and ``phone_number``), failed or unknown (Twilio's
-    ``error_code`` where it gave one, and a ``message``)."""
+    ``error_code`` where it gave one, and a ``message``; an unknown one names the ``sid`` of
+    what may have been bought, when Twilio's unreadable answer did)."""
 
     #: The row's line in the CSV file (the header is line 1).
     row: int
@@ -42,18 +48,22 @@ class RowResult:
     @classmethod
     def of(cls, row: int, outcome: PurchaseOutcome) -> RowResult:
         """The result that ``outcome`` gives row ``row``."""
-        number, error = outcome.number, outcome.error
-        sid = number.sid if number is not None else None
-        if sid is None and isinstance(error, ResponseParseError):
-            sid = error.sid  # bought, and the answer could not be read: its SID is known
+        if outcome.ok:
+            number = outcome.number
+            return cls(
+                row=row,
+                status=outcome.status,
+                sid=number.sid,
+                phone_number=number.phone_number,
+                reconciled=outcome.reconciled,
+            )
+        error = outcome.error
         return cls(
             row=row,
             status=outcome.status,
-            sid=sid,
-            phone_number=number.phone_number if number is not None else None,
-            reconciled=outcome.reconciled,
+            sid=_sid_named_by(error),
             error_code=error.code if isinstance(error, TwilioApiError) else None,
-            message=_message(error) if error is not None else "",
+            message=_message(error),
         )
 
     def bought_json(self) -> dict[str, Any]:
@@ -64,6 +74,14 @@ class RowResult:
             "phone_number": self.phone_number,
             "reconciled": self.reconciled,
         }
+
+
+def _sid_named_by(error: TwilioNumbersError) -> str | None:
+    """The SID of a number that may have been bought, where the answer named one: a 2xx that
+    could not be read, whose fetch by SID failed too. The first thing to look for on the
+    account."""
+    cause = error.cause if isinstance(error, PurchaseOutcomeUnknownError) else None
+    return cause.sid if isinstance(cause, ResponseParseError) else None
 
 
 def _message(error: TwilioNumbersError) -> str:

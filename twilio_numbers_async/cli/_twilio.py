@@ -1,9 +1,10 @@
-"""The client that ``buy`` and ``bulk`` buy through, and the go-ahead before anything is sent.
+"""The client that the commands which talk to Twilio use, and the go-ahead before anything is
+sent.
 
 Credentials come from the ``TWILIO_*`` environment, the host from ``--base-url``, else
 ``TWILIO_BASE_URL``, else Twilio (``TWILIO_EDGE``/``TWILIO_REGION`` pick its host). Before any
-request, :func:`connect` says on stderr where requests go; to anywhere but this machine (a
-purchase there may be real) it asks first, or wants ``--yes``.
+request, :func:`connect` says on stderr where requests go; before a purchase or a release
+anywhere but this machine (there it may be real) it asks first, or wants ``--yes``.
 
 It runs before the event loop starts (see ``_main``), so that Ctrl-C stops a prompt at once.
 """
@@ -21,14 +22,19 @@ import attrs
 
 from twilio_numbers_async._checks import is_loopback_host
 from twilio_numbers_async.client import TwilioNumbersClient
+from twilio_numbers_async.errors import AuthenticationError, TwilioApiError
 
 from ._errors import CREDENTIAL_VARIABLES, PROG, UsageError, say
+from ._tally import one_line
 
-__all__ = ["BASE_URL_VARIABLE", "Destination", "connect"]
+__all__ = ["BASE_URL_VARIABLE", "Destination", "GoAhead", "check_credentials", "connect"]
 
 #: The environment variable read as ``--base-url`` is (the option wins).
 BASE_URL_VARIABLE: Final = "TWILIO_BASE_URL"
 _YES: Final = frozenset({"y", "yes"})
+# Any valid number will do for a look-up that only checks the credentials: this is the magic
+# number of Twilio's test credentials, which a live account does not hold.
+_PROBE_NUMBER: Final = "+15005550006"
 
 
 class _Host(enum.Enum):
@@ -60,20 +66,39 @@ class Destination:
         return self.host is not _Host.LOOPBACK
 
     def __str__(self) -> str:
+        return self.said("purchases")
+
+    def said(self, stakes: str | None) -> str:
+        """Where requests go, and that ``stakes`` (``"purchases"``...) there may be real;
+        ``None`` for requests that change nothing."""
         if self.host is _Host.LOOPBACK:
             return f"{self.url}, on this machine (a sandbox, or a proxy you run)"
         if self.host is _Host.TWILIO:
-            return f"Twilio ({self.url}): real purchases"
-        return f"{self.url}, on another machine: purchases there may be real"
+            return f"Twilio ({self.url})" + (f": real {stakes}" if stakes else "")
+        return f"{self.url}, on another machine" + (
+            f": {stakes} there may be real" if stakes else ""
+        )
 
 
-def connect(args: Namespace, *, purchase: str, **settings: Any) -> TwilioNumbersClient:
-    """The client for a command that buys, from the environment and ``--base-url``;
-    ``settings`` go to the client.
+@attrs.frozen
+class GoAhead:
+    """What a command that changes the account asks the user to confirm."""
 
-    Says on stderr where its requests go. Unless that is this machine, asks the user to
-    confirm ``purchase`` (such as ``"buy +14155550100"``) or needs ``--yes``, and raises
-    :class:`UsageError` without it: nothing has been sent then.
+    #: What it will do, such as ``"buy +14155550100"``.
+    action: str
+    #: What it does for real, as the destination line says it: ``"purchases"``...
+    stakes: str = "purchases"
+    #: Why it needs a go-ahead, for the message when there is no terminal to ask on.
+    risk: str = "may spend money"
+
+
+def connect(args: Namespace, *, go_ahead: GoAhead | None, **settings: Any) -> TwilioNumbersClient:
+    """The client for a command, from the environment and ``--base-url``; ``settings`` go to
+    the client.
+
+    Says on stderr where its requests go. For a command that changes the account
+    (``go_ahead``), unless that is this machine, asks the user to confirm its action or needs
+    ``--yes``, and raises :class:`UsageError` without it: nothing has been sent then.
     """
     env = os.environ
     key_pair = env.get("TWILIO_API_KEY") and env.get("TWILIO_API_SECRET")
@@ -85,18 +110,33 @@ def connect(args: Namespace, *, purchase: str, **settings: Any) -> TwilioNumbers
     except ValueError as exc:  # a malformed SID or base URL: messages that name no secret
         raise UsageError(f"can't use these settings: {exc}") from exc
     destination = Destination.of(client.base_url)
-    say(f"requests go to {destination}")
-    if destination.may_be_real and not args.yes:
+    say(f"requests go to {destination.said(go_ahead.stakes if go_ahead else None)}")
+    if go_ahead is not None and destination.may_be_real and not args.yes:
         account = args.account_sid or client.account_sid
-        _confirm(f"{purchase} on account {account}, at {destination.url}")
+        _confirm(f"{go_ahead.action} on account {account}, at {destination.url}", go_ahead.risk)
     return client
 
 
-def _confirm(question: str) -> None:
+async def check_credentials(client: TwilioNumbersClient, account_sid: str | None) -> None:
+    """Check the credentials (and the account) with one read before a run of many requests,
+    which a wrong token or account would otherwise fail one by one: refused, it is bad input,
+    and nothing was changed."""
+    try:
+        await client.find_incoming_phone_number(_PROBE_NUMBER, account_sid=account_sid)
+    except AuthenticationError:
+        raise  # mapped to bad input, with the credentials' variables named
+    except TwilioApiError as exc:
+        account = account_sid or client.account_sid
+        raise UsageError(
+            f"Twilio refused to list the numbers of {account}: {one_line(exc)}"
+        ) from exc
+
+
+def _confirm(question: str, risk: str) -> None:
     if sys.stdin is None or not sys.stdin.isatty():
         raise UsageError(
-            f"not confirmed: {question} may spend money, and stdin is not a terminal to ask "
-            "on; add --yes to go ahead. Nothing was sent"
+            f"not confirmed: {question} {risk}, and stdin is not a terminal to ask on; add "
+            "--yes to go ahead. Nothing was sent"
         )
     try:
         # On stderr, as the answer comes from the terminal: stdout may be a file of --json.
