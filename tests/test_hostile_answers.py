@@ -425,3 +425,15 @@ async def test_a_client_closed_while_an_intent_is_written_sends_nothing_and_says
         r for r in map(json.loads, journal.read_text().splitlines()) if r["kind"] == "outcome"
     ]
     assert record["resend"] is True, "the next run buys it"
+
+
+async def test_a_2xx_naming_no_number_that_no_look_up_finds_ends_unknown_not_failed(
+    fake_time: FakeTime, twilio: MemoryTwilio
+) -> None:
+    twilio.post(NUMBERS_URL, 201, NAMELESS, repeat=True)
+    twilio.get(FIND_URL, 200, page(), repeat=True)
+    async with make_client(fake_time, twilio, retry=fake_time.policy(max_attempts=2)) as client:
+        with pytest.raises(PurchaseOutcomeUnknownError) as caught:
+            await client.purchase(GIVEN)
+    assert isinstance(caught.value.cause, ResponseParseError)
+    assert "support" in caught.value.cause.body

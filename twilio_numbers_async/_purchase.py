@@ -403,6 +403,11 @@ class Purchase:
         # Out of attempts, but an attempt of unknown outcome may still have bought it.
         if self._doubted is not None and (found := await self._reconcile(budget)) is not None:
             return found
+        if isinstance(last.error, ResponseParseError):
+            # Twilio said yes, to what it did not say, and no look-up found it: not "failed".
+            raise PurchaseOutcomeUnknownError(
+                self.request, last.error, account_sid=self.account_sid
+            )
         raise last.error
 
     async def _reconcile(self, budget: Budget) -> IncomingPhoneNumber | None:

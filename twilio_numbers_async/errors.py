@@ -43,7 +43,7 @@ __all__ = [
 # more than its number. https://www.twilio.com/docs/api/errors
 _HINTS: Mapping[int, str] = {
     20003: "check the account SID and auth token (or API key and secret) you passed in",
-    20404: "check the account SID: Twilio knows no such resource on this account",
+    20404: "no such resource on this account: check the account SID, or the number was released",
     20429: "slow down: lower the client's rate_limit or max_concurrency",
     21421: "the number is not valid for Twilio: check its country code and its length",
     21422: "the number is not available: search AvailablePhoneNumbers and pick another",
@@ -177,10 +177,12 @@ class ResponseParseError(TwilioNumbersError):
 class PurchaseOutcomeUnknownError(TwilioNumbersError):
     """The purchase may or may not have happened, and the library could not find out.
 
-    Raised instead of a blind retry: an ``area_code`` purchase can't be looked up afterwards,
-    and a ``phone_number`` one is raised here only when the look-up itself failed. Check the
-    account (the console, or ``find_incoming_phone_number``) before buying again.
-    ``request`` is the request, ``cause`` the failure that left the outcome unknown.
+    Raised instead of a blind retry, when the look-up that would settle it could not: it failed
+    itself, or a 21422 came after an attempt of unknown outcome and no look-up found the number
+    yet, or a 2xx named no number that a look-up could find, or an area code was POSTed as it is
+    (``area_codes="direct"``), which can't be looked up. Check the account (the console, or
+    ``find_incoming_phone_number``) before buying again. ``request`` is the request, ``cause``
+    the failure that left the outcome unknown.
     """
 
     def __init__(self, request: object, cause: BaseException, *, account_sid: str) -> None:
