@@ -59,7 +59,7 @@ def test_demo_plain_output_shows_the_summary_and_the_audit() -> None:
     run = run_cli("demo", "--count", "40")
 
     assert run.code == 0, run.stderr
-    for label in ("requested", "bought", "failed", "unknown", "429s honoured", "elapsed"):
+    for label in ("requested", "bought", "failed", "unknown", "429s", "concurrency", "elapsed"):
         assert label in run.stdout
     assert "double purchases" in run.stdout
     assert "Audit passed" in run.stdout

@@ -105,6 +105,8 @@ class BulkProgress:
     unknown: int = 0
     #: Of the outcomes yielded, how many came from the journal of an earlier run.
     from_journal: int = 0
+    #: The requests the client allows in flight now: its adaptive limit, as of the last outcome.
+    concurrency: int = 0
 
     @property
     def done(self) -> int:

@@ -78,6 +78,7 @@ async def purchase_many(
                 job = _Job(engine, account_sid, request, index, book)
                 index += 1
                 if (recorded := job.recorded()) is not None:
+                    counters.concurrency = adaptive.limit
                     counters.count(recorded)
                     yield recorded
                     continue
@@ -91,6 +92,7 @@ async def purchase_many(
             except Exception as exc:  # a job's journal write failed, or a bug
                 failure, exhausted = failure or exc, True
                 continue
+            counters.concurrency = adaptive.limit
             counters.count(outcome)
             if isinstance(outcome.error, ClientClosedError):
                 # Every request taken from now on would be refused the same way: stop taking.

@@ -32,7 +32,8 @@ __all__ = ["Output"]
 _COUNTERS = (
     "[green]{task.fields[bought]} bought[/] "
     "[red]{task.fields[failed]} failed[/] "
-    "[yellow]{task.fields[unknown]} unknown[/]"
+    "[yellow]{task.fields[unknown]} unknown[/] "
+    "[dim]{task.fields[concurrency]} in flight at most[/]"
 )
 
 
@@ -107,7 +108,9 @@ class Output:
             TimeElapsedColumn(),
         )
         with Progress(*columns, console=self.console) as bar:
-            task = bar.add_task(description, total=total, bought=0, failed=0, unknown=0)
+            task = bar.add_task(
+                description, total=total, bought=0, failed=0, unknown=0, concurrency="?"
+            )
 
             def show(counters: BulkProgress) -> None:
                 bar.update(
@@ -116,6 +119,7 @@ class Output:
                     bought=counters.bought,
                     failed=counters.failed,
                     unknown=counters.unknown,
+                    concurrency=counters.concurrency or "?",
                 )
 
             yield show

@@ -47,7 +47,10 @@ class DemoSettings:
     #: How the faults were asked for (``"demo"``, ``"none"``, ``"rate_limited=0.1"``...).
     faults_label: str = "demo"
     seed: int = 0
-    concurrency: int = 16
+    #: Purchases in flight at most; ``None``: as many as the adaptive limit allows.
+    concurrency: int | None = None
+    #: The sandbox's concurrency limit (429 / 20429 beyond it), which the client finds.
+    account_limit: int = 20
     #: Purchases per second allowed by the client's token bucket; ``None``: no limit.
     rate: float | None = None
     #: How the client buys an area code: through a search, or by POSTing it ("direct").
@@ -96,6 +99,8 @@ class DemoReport:
             "seed": self.settings.seed,
             "faults": self.settings.faults_label,
             "concurrency": self.settings.concurrency,
+            "account_limit": self.settings.account_limit,
+            "concurrency_found": self.tally.progress.concurrency,
             "rate_limit": self.settings.rate,
             "area_codes": self.settings.area_codes,
         }
@@ -122,6 +127,7 @@ async def run_demo(
         seed=settings.seed,
         # Enough stock in each area code that the demo never runs out by accident.
         area_code_stock=max(1000, settings.count),
+        max_concurrency=settings.account_limit,
     )
     loop = asyncio.get_running_loop()
     async with sandbox:
@@ -170,16 +176,18 @@ async def run(args: Namespace, out: Output) -> bool:
         faults_label=label,
         seed=args.seed,
         concurrency=args.concurrency,
+        account_limit=args.account_limit,
         rate=args.rate,
         area_codes=args.area_codes,
     )
     say("requests go to a sandbox in this process, on this machine: nothing real is bought")
     if not out.json_mode:
         rate = f"{settings.rate:g}/s" if settings.rate else "off"
+        cap = f"at most {settings.concurrency}" if settings.concurrency else "found by the client"
         out.line(
             f"Buying {settings.count} numbers from a sandbox on loopback "
-            f"(faults: {label}, seed {settings.seed}, concurrency {settings.concurrency}, "
-            f"rate limit {rate}, area codes: {settings.area_codes})"
+            f"(faults: {label}, seed {settings.seed}, account limit {settings.account_limit} "
+            f"in flight, concurrency {cap}, rate limit {rate}, area codes: {settings.area_codes})"
         )
     with out.progress(settings.count, "Buying") as show:
         report = await run_demo(settings, on_outcome=show)

@@ -32,6 +32,8 @@ _Commands: TypeAlias = "argparse._SubParsersAction[_Parser]"
 #: TwilioNumbersClient's ``area_codes``, and ``search_available_phone_numbers``'s ``kind``:
 #: spelled here so that ``--help`` loads no more of the library than it needs.
 _AREA_CODES: Final = ("search", "direct")
+#: The demo sandbox's concurrency limit: a real account's is not published; the client finds it.
+_DEMO_ACCOUNT_LIMIT: Final = 20
 _KINDS: Final = ("local", "mobile", "toll_free")
 
 
@@ -156,7 +158,15 @@ def _add_demo(
     parser.add_argument(
         "--seed", type=int, default=0, help="seed of the faults and numbers (default: 0)"
     )
-    _add_concurrency(parser, 16, "purchases")
+    _add_concurrency(parser, None, "purchases")
+    parser.add_argument(
+        "--account-limit",
+        type=_int_between(1, 1000),
+        default=_DEMO_ACCOUNT_LIMIT,
+        metavar="K",
+        help="requests the sandbox's account takes at once, beyond which it answers 429 "
+        "(20429): the client finds K by itself (default: %(default)s)",
+    )
     parser.add_argument(
         "--rate",
         type=_rate,
@@ -223,12 +233,17 @@ def _add_field_option(group: argparse._ArgumentGroup, field: RequestField) -> No
         )
 
 
-def _add_concurrency(parser: argparse.ArgumentParser, default: int, what: str) -> None:
+def _add_concurrency(parser: argparse.ArgumentParser, default: int | None, what: str) -> None:
+    shown = (
+        "%(default)s"
+        if default is not None
+        else "as many as the account allows: the client finds its limit"
+    )
     parser.add_argument(
         "--concurrency",
         type=_int_between(1, 1000),
         default=default,
-        help=f"{what} in flight at once (default: %(default)s)",
+        help=f"{what} in flight at once, at most (default: {shown})",
     )
 
 
@@ -309,11 +324,12 @@ def _add_bulk(
     parser.add_argument(
         "--rate",
         type=_rate,
-        default=25.0,
+        default=None,
         metavar="R",
-        help="at most R requests per second, retries included; 0: no limit (default: 25)",
+        help="at most R requests per second, retries included (default: no limit, the "
+        "account's concurrency limit, found by the client, sets the pace)",
     )
-    _add_concurrency(parser, 8, "purchases")
+    _add_concurrency(parser, None, "purchases")
     _add_area_codes(parser)
     _add_twilio_options(parser)
     _add_json(parser)

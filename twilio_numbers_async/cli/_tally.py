@@ -91,5 +91,10 @@ def summary_rows(tally: Tally, *, unknown: str) -> list[tuple[str, str, str]]:
         ),
         ("unknown", str(progress.unknown), unknown if progress.unknown else ""),
         ("retries", str(tally.retries), "of purchases and look-ups"),
-        ("429s honoured", str(tally.rate_limited), "each paused the whole client"),
+        (
+            "429s",
+            str(tally.rate_limited),
+            "answered by the concurrency limit (with a Retry-After: the whole client paused)",
+        ),
+        ("concurrency", str(progress.concurrency), "in flight at most at the end: the limit found"),
     ]

@@ -209,11 +209,14 @@ class Faults:
     def demo(cls) -> Faults:
         """A few percent of every kind and a little latency: a lively but finishing demo.
 
-        ``slow_seconds`` is 1.0: give the client a timeout below it to see timeouts.
+        ``slow_seconds`` is 1.0: give the client a timeout below it to see timeouts. The random
+        429s carry a short ``Retry-After``, as a rate limit's do: a 429 without one says the
+        account's concurrency is full, which the sandbox's ``max_concurrency`` shows for real.
         """
         return cls(
             latency=(0.001, 0.005),
             rate_limited=0.04,
+            retry_after=0.02,
             server_error=0.03,
             error_after_commit=0.02,
             drop_before_commit=0.02,
