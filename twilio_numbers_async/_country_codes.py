@@ -5,7 +5,7 @@ Derived from Google's libphonenumber metadata, as the ``phonenumbers`` package 9
 for each country code of ``COUNTRY_CODE_TO_REGION_CODE``, the ``possible_length`` of every
 number type of every region that shares the code (``PhoneMetadata``), united. Lengths dialled
 only within an area (``possible_length_local_only``) are left out, as an E.164 number is
-dialled from anywhere. ``tests/test_checks.py`` derives the table again from the installed
+dialled from anywhere. ``tests/unit/test_checks.py`` derives the table again from the installed
 package and fails, naming each change, when the two differ.
 
 Being united across regions and types, the table refuses only a length no number of that code

@@ -9,7 +9,7 @@ The table is Canada's geographic area codes (NPAs), in service or assigned to a 
 a coming overlay. Source: the Canadian Numbering Administrator's list of Canadian area codes
 (CNAC, cnac.ca), which NANPA's NPA reports (nationalnanpa.com) repeat, as of 2025.
 Non-geographic codes (600, 622, 633...: Canadian services, never sold as local numbers) are
-left out. ``tests/test_nanp.py`` holds it to Google's libphonenumber metadata (the
+left out. ``tests/unit/test_nanp.py`` holds it to Google's libphonenumber metadata (the
 ``phonenumbers`` package), so that an overlay added there can't go unnoticed here.
 """
 

@@ -32,7 +32,7 @@ from tests._spec import (
     validate,
 )
 from tests.contract import PrismProxy, PrismWatch
-from tests.sandbox._http import Api
+from tests.integration.sandbox._http import Api
 from twilio_numbers_async import (
     AuthenticationError,
     IncomingPhoneNumber,

@@ -12,6 +12,19 @@ from urllib.parse import parse_qsl
 
 import pytest
 
+from tests._memory import MemoryTwilio
+from tests.conftest import (
+    ACCOUNT_SID,
+    AUTH_TOKEN,
+    BASE,
+    MOBILE_URL,
+    NUMBERS_URL,
+    FakeTime,
+    RecordingLimiter,
+    page,
+    resource,
+    twilio_error,
+)
 from twilio_numbers_async import (
     AuthenticationError,
     Capabilities,
@@ -28,20 +41,6 @@ from twilio_numbers_async import (
 )
 from twilio_numbers_async._transport import Request
 from twilio_numbers_async.models import MobileNumberPurchaseFields, NumberPurchaseFields
-
-from ._memory import MemoryTwilio
-from .conftest import (
-    ACCOUNT_SID,
-    AUTH_TOKEN,
-    BASE,
-    MOBILE_URL,
-    NUMBERS_URL,
-    FakeTime,
-    RecordingLimiter,
-    page,
-    resource,
-    twilio_error,
-)
 
 SUBACCOUNT = "AC" + "f" * 32
 API_KEY = "SK" + "e" * 32

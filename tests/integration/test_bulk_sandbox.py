@@ -18,13 +18,12 @@ from pathlib import Path
 
 import pytest
 
+from tests._bulk_worker import batch, tag
 from twilio_numbers_async import PurchaseOutcome, RetryPolicy, TwilioNumbersClient
 from twilio_numbers_async.bulk import OutcomeStatus
 from twilio_numbers_async.sandbox import Faults, Sandbox
 
-from ._bulk_worker import batch, tag
-
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 FAULTY = Faults(
     latency=(0.0, 0.003),
     rate_limited=0.06,

@@ -15,11 +15,10 @@ from types import FunctionType, ModuleType, TracebackType
 import pytest
 
 from tests._redis import RedisServer, required_binary
+from tests.conftest import ACCOUNT_SID
 from twilio_numbers_async import NumberPurchase, RequestValidationError, TwilioNumbersClient
 from twilio_numbers_async._checks import check_sid, redact_url
 from twilio_numbers_async.sandbox import Sandbox
-
-from .conftest import ACCOUNT_SID
 
 #: An auth token or API secret: 32 lowercase hexadecimal digits, as Twilio makes them.
 TOKEN = "e3b0c44298fc1c149afbf4c8996fb924"

@@ -17,10 +17,9 @@ import pytest
 from aioresponses import aioresponses
 from yarl import URL
 
+from tests.conftest import ACCOUNT_SID, AUTH_TOKEN, NUMBERS_URL, FakeTime, resource
 from twilio_numbers_async import ClientClosedError, TransportError, TwilioNumbersClient
 from twilio_numbers_async._transport import AiohttpTransport, Request
-
-from .conftest import ACCOUNT_SID, AUTH_TOKEN, NUMBERS_URL, FakeTime, resource
 
 HEADERS = {"Authorization": "Basic c2VjcmV0", "Content-Type": "application/x-www-form-urlencoded"}
 FORM = b"AreaCode=415"

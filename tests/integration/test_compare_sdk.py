@@ -17,7 +17,7 @@ pytest.importorskip("twilio", reason="twilio (the [bench] extra) is not installe
 
 from benchmarks import compare_sdk
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 async def test_a_lost_answer_in_an_area_code_costs_the_sdks_retry_a_second_number() -> None:

@@ -50,7 +50,7 @@ from twilio_numbers_async.sandbox import Sandbox
 
 pytest_plugins = ["pytester"]
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 PAGES = sorted((ROOT / "docs").glob("*.md"))
 SOURCES = [*PAGES, ROOT / "examples" / "README.md", ROOT / "README.md"]
 FENCE = re.compile(r"^(?P<indent>\s*)```(?P<info>.*)$")

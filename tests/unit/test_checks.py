@@ -14,6 +14,7 @@ import pytest
 from phonenumbers import COUNTRY_CODE_TO_REGION_CODE, PhoneMetadata
 from phonenumbers.phonenumberutil import REGION_CODE_FOR_NON_GEO_ENTITY
 
+from tests.conftest import ACCOUNT_SID, AUTH_TOKEN
 from twilio_numbers_async import (
     MobileNumberPurchase,
     NumberPurchase,
@@ -24,8 +25,6 @@ from twilio_numbers_async import (
 from twilio_numbers_async._checks import check_e164
 from twilio_numbers_async._country_codes import NATIONAL_LENGTHS, OVERRIDES
 from twilio_numbers_async.sandbox import Sandbox
-
-from .conftest import ACCOUNT_SID, AUTH_TOKEN
 
 #: Every kind of national number libphonenumber describes (short codes are not E.164 numbers).
 NUMBER_TYPES = (

@@ -18,6 +18,8 @@ from typing import Any, Literal
 import pytest
 
 import twilio_numbers_async.errors
+from tests._memory import MemoryTwilio
+from tests.conftest import ACCOUNT_SID, NUMBERS_URL, page, resource
 from twilio_numbers_async import (
     AuthenticationError,
     ClientClosedError,
@@ -47,11 +49,8 @@ from twilio_numbers_async._serde import (
 from twilio_numbers_async.bulk import OutcomeStatus
 from twilio_numbers_async.bulk._journal import Journal
 
-from ._memory import MemoryTwilio
-from .conftest import ACCOUNT_SID, NUMBERS_URL, page, resource
-
 ENDPOINT = "IncomingPhoneNumbers.json"
-FIXTURE = Path(__file__).parent / "data" / "journal-v1.jsonl"
+FIXTURE = Path(__file__).parents[1] / "data" / "journal-v1.jsonl"
 FIND = NUMBERS_URL + "?PhoneNumber=%2B1{}&PageSize=50"
 
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-PACKAGE = Path(__file__).resolve().parent.parent / "twilio_numbers_async"
+PACKAGE = Path(__file__).resolve().parents[2] / "twilio_numbers_async"
 
 #: Lowest first. A module may import from its own layer or below, never above.
 LAYERS: list[set[str]] = [

@@ -12,6 +12,18 @@ from typing import Any
 
 import pytest
 
+from tests._memory import Hang, Lost, MemoryTwilio
+from tests.conftest import (
+    ACCOUNT_SID,
+    AUTH_TOKEN,
+    NUMBERS_URL,
+    FakeTime,
+    RecordingLimiter,
+    page,
+    purchase_result,
+    resource,
+    twilio_error,
+)
 from twilio_numbers_async import (
     FailureKind,
     NumberPurchase,
@@ -31,19 +43,6 @@ from twilio_numbers_async.errors import (
     TwilioNumbersError,
 )
 from twilio_numbers_async.retry import classify
-
-from ._memory import Hang, Lost, MemoryTwilio
-from .conftest import (
-    ACCOUNT_SID,
-    AUTH_TOKEN,
-    NUMBERS_URL,
-    FakeTime,
-    RecordingLimiter,
-    page,
-    purchase_result,
-    resource,
-    twilio_error,
-)
 
 FIND_URL = f"{NUMBERS_URL}?PhoneNumber=%2B15005550006&PageSize=50"
 GIVEN = NumberPurchase(phone_number="+15005550006")

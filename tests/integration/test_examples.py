@@ -23,12 +23,11 @@ import attrs
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
+from tests.conftest import posts
 from twilio_numbers_async import RetryPolicy, TwilioNumbersClient
 from twilio_numbers_async.sandbox import Fault, Sandbox
 
-from .conftest import posts
-
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = ROOT / "examples"
 APPS = ["aiohttp_app", "fastapi_app"]
 FAST = RetryPolicy(initial_delay=0.001, max_delay=0.005)

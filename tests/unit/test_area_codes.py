@@ -1,7 +1,7 @@
 """Area codes bought through a search: candidates shared, each POSTed as a given number.
 
-Against Twilio in memory, so that each answer is scripted; tests/test_faults.py repeats the
-fault scenarios against the sandbox.
+Against Twilio in memory, so that each answer is scripted; tests/integration/test_faults.py
+repeats the fault scenarios against the sandbox.
 """
 
 from __future__ import annotations
@@ -11,15 +11,8 @@ from typing import Any
 
 import pytest
 
-from twilio_numbers_async import (
-    NumberPurchase,
-    PurchaseOutcomeUnknownError,
-    TwilioApiError,
-    TwilioNumbersClient,
-)
-
-from ._memory import MemoryTwilio, form
-from .conftest import (
+from tests._memory import MemoryTwilio, form
+from tests.conftest import (
     ACCOUNT_SID,
     AUTH_TOKEN,
     BASE,
@@ -28,6 +21,12 @@ from .conftest import (
     page,
     resource,
     twilio_error,
+)
+from twilio_numbers_async import (
+    NumberPurchase,
+    PurchaseOutcomeUnknownError,
+    TwilioApiError,
+    TwilioNumbersClient,
 )
 
 SEARCH_URL = f"{BASE}/AvailablePhoneNumbers/US/Local.json?AreaCode=415&PageSize=100"

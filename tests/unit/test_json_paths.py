@@ -9,9 +9,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from tests.conftest import resource
 from twilio_numbers_async import ResponseParseError, _serde
-
-from .conftest import resource
 
 orjson = pytest.importorskip("orjson", reason="orjson (the [speedups] extra) is not installed")
 

@@ -15,6 +15,8 @@ from typing import Any
 
 import pytest
 
+from tests._memory import MemoryTwilio
+from tests.conftest import NUMBERS_URL, resource
 from twilio_numbers_async import (
     JournalError,
     NumberPurchase,
@@ -23,10 +25,7 @@ from twilio_numbers_async import (
 )
 from twilio_numbers_async.bulk._journal import Journal
 
-from ._memory import MemoryTwilio
-from .conftest import NUMBERS_URL, resource
-
-FIXTURE = Path(__file__).parent / "data" / "journal-v1.jsonl"
+FIXTURE = Path(__file__).parents[1] / "data" / "journal-v1.jsonl"
 
 
 async def collect(iterator: AsyncIterator[PurchaseOutcome]) -> list[PurchaseOutcome]:

@@ -12,11 +12,10 @@ import json
 
 import pytest
 
+from tests._memory import Hang, Lost, MemoryTwilio, form, reply
+from tests.conftest import ACCOUNT_SID, AUTH_TOKEN, NUMBERS_URL, aiohttp_refused
 from twilio_numbers_async import TransportError, TwilioNumbersClient
 from twilio_numbers_async._transport import Request, Response
-
-from ._memory import Hang, Lost, MemoryTwilio, form, reply
-from .conftest import ACCOUNT_SID, AUTH_TOKEN, NUMBERS_URL, aiohttp_refused
 
 FIND_URL = f"{NUMBERS_URL}?PhoneNumber=%2B15005550006&PageSize=50"
 

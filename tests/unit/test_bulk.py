@@ -11,6 +11,17 @@ from typing import Any
 
 import pytest
 
+from tests._memory import Hang, MemoryTwilio, reply
+from tests.conftest import (
+    ACCOUNT_SID,
+    AUTH_TOKEN,
+    MOBILE_URL,
+    NUMBERS_URL,
+    FakeTime,
+    page,
+    resource,
+    twilio_error,
+)
 from twilio_numbers_async import (
     MobileNumberPurchase,
     NumberPurchase,
@@ -24,18 +35,6 @@ from twilio_numbers_async._serde import encode_form
 from twilio_numbers_async._transport import Request, Response
 from twilio_numbers_async.bulk import BulkProgress, OutcomeStatus
 from twilio_numbers_async.bulk._journal import Journal
-
-from ._memory import Hang, MemoryTwilio, reply
-from .conftest import (
-    ACCOUNT_SID,
-    AUTH_TOKEN,
-    MOBILE_URL,
-    NUMBERS_URL,
-    FakeTime,
-    page,
-    resource,
-    twilio_error,
-)
 
 FIND = NUMBERS_URL + "?PhoneNumber=%2B1{}&PageSize=50"
 

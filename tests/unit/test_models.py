@@ -282,10 +282,9 @@ def test_repr_and_errors_hide_url_passwords() -> None:
 
 
 def test_a_201_is_read_tolerantly() -> None:
+    from tests.conftest import resource
     from twilio_numbers_async import AddressRequirement, IncomingPhoneNumber
     from twilio_numbers_async._serde import parse_number
-
-    from .conftest import resource
 
     body = resource(
         status="porting-in",

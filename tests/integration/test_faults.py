@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 
+from tests.conftest import FakeTime, posts, purchase_result, sold
 from twilio_numbers_async import (
     MobileNumberPurchase,
     NumberPurchase,
@@ -27,8 +28,6 @@ from twilio_numbers_async import (
 )
 from twilio_numbers_async._purchase import PurchaseResult
 from twilio_numbers_async.sandbox import Fault, Faults, Sandbox
-
-from .conftest import FakeTime, posts, purchase_result, sold
 
 GIVEN = NumberPurchase(phone_number="+14155550123")
 MOBILE = MobileNumberPurchase(phone_number="+447700900123")

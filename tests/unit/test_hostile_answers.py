@@ -20,6 +20,18 @@ from typing import Any
 import aiohttp
 import pytest
 
+from tests._memory import MemoryTwilio, reply
+from tests.conftest import (
+    ACCOUNT_SID,
+    AUTH_TOKEN,
+    NUMBERS_URL,
+    FakeTime,
+    page,
+    posts,
+    resource,
+    sold,
+    twilio_error,
+)
 from twilio_numbers_async import (
     ClientClosedError,
     NumberPurchase,
@@ -36,19 +48,6 @@ from twilio_numbers_async import (
 )
 from twilio_numbers_async._transport import Request, Response
 from twilio_numbers_async.sandbox import Faults, Sandbox
-
-from ._memory import MemoryTwilio, reply
-from .conftest import (
-    ACCOUNT_SID,
-    AUTH_TOKEN,
-    NUMBERS_URL,
-    FakeTime,
-    page,
-    posts,
-    resource,
-    sold,
-    twilio_error,
-)
 
 FIND_URL = f"{NUMBERS_URL}?PhoneNumber=%2B15005550006&PageSize=50"
 PAGE_PATH = f"/2010-04-01/Accounts/{ACCOUNT_SID}/IncomingPhoneNumbers.json"
