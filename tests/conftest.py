@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections import Counter
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 from unittest import mock
@@ -192,3 +193,15 @@ def sold(sandbox: Sandbox) -> list[str]:
 def posts(sandbox: Sandbox) -> int:
     """How many POSTs a sandbox has seen: the purchases a client attempted."""
     return sum(record.method == "POST" for record in sandbox.requests)
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    """One line per reason tests were skipped (the spec or redis-server not found...), and how
+    many: not one line per test."""
+    reasons: Counter[str] = Counter()
+    for report in terminalreporter.stats.get("skipped", []):
+        longrepr = report.longrepr
+        reason = longrepr[2] if isinstance(longrepr, tuple) else str(longrepr)
+        reasons[reason.removeprefix("Skipped: ")] += 1
+    for reason, count in reasons.most_common():
+        terminalreporter.write_line(f"{count} skipped: {reason}", yellow=True)
