@@ -151,7 +151,8 @@ async def kill_mid_run(
     """Run the CLI with ``args`` (two requests at a time) and stop it mid-way with ``stop``:
     once ``done()`` counts three requests to ``on`` served, the answers of the next two are
     held, and once ``held()`` counts both, the run can go no further and gets the signal. A
-    SIGKILL leaves no record of how those two ended, as a crash would."""
+    SIGKILL leaves no record of how those two ended, as a crash would. The sandbox needs a
+    latency (50 ms is plenty): without one, the run can finish before the faults are queued."""
     process = await asyncio.create_subprocess_exec(
         *cli_argv(*args, "--concurrency", "2"),
         stdin=asyncio.subprocess.DEVNULL,

@@ -253,34 +253,26 @@ async def test_an_interrupted_run_says_what_it_did_and_a_rerun_finishes_the_job(
     numbers = [f"+1415600{row:04d}" for row in range(rows)]
     csv_file = write(tmp_path, "phone_number\n" + "".join(f"{n}\n" for n in numbers))
     journal, output = tmp_path / "j.jsonl", tmp_path / "results.csv"
-    async with Sandbox() as sandbox:
+    # Each request answered 50 ms after it arrives, on the loop that also watches: once three
+    # purchases are seen, the faults are queued before a purchase sent after them arrives.
+    async with Sandbox(faults=Faults(latency=0.05)) as sandbox:
         argv = [
             *("bulk", str(csv_file), "--journal", str(journal), "--output", str(output)),
-            *("--base-url", sandbox.url, "--concurrency", "2"),
+            *("--base-url", sandbox.url),
         ]
-        process = await asyncio.create_subprocess_exec(
-            *cli_argv(*argv, *(["--json"] if as_json else [])),
-            stdin=asyncio.subprocess.DEVNULL,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
-            env=sandbox_env(sandbox),
+        # Stopped with two purchases made and their answers held: the run can go no further
+        # (both of its slots wait), and every purchase before them has been reported.
+        stopped = await kill_mid_run(
+            sandbox,
+            *argv,
+            *(["--json"] if as_json else []),
+            done=lambda: len(sandbox.purchases),
+            held=lambda: len(held(sandbox)),
+            stop=stop,
         )
-        try:
-            await until(lambda: len(sandbox.purchases) >= 3)
-            # The next two purchases are made and their answers held. Once both are, the run
-            # can go no further (both of its slots wait), and every purchase before them has
-            # been reported: it is stopped mid-way, at a known point, whatever the load.
-            sandbox.script(*[Fault.slow_after_commit(600)] * 2)
-            await until(lambda: len(held(sandbox)) == 2)
-            process.send_signal(stop)
-            stdout, stderr = await asyncio.wait_for(process.communicate(), timeout=60)
-        finally:
-            if process.returncode is None:
-                process.kill()
-                await process.communicate()
-        summary, complaint = stdout.decode(), stderr.decode()
+        summary, complaint = stopped.stdout, stopped.stderr
 
-        assert process.returncode == ExitCode.INTERRUPTED, complaint
+        assert stopped.code == ExitCode.INTERRUPTED, complaint
         assert "Traceback" not in complaint
         row = {number: 2 + index for index, number in enumerate(numbers)}
         answered = sorted(row[p.phone_number] for p in sandbox.purchases if p.fault is None)
@@ -330,7 +322,9 @@ async def test_a_run_killed_mid_purchase_resumes_area_codes_without_an_unknown(
         tmp_path, "area_code,friendly_name\n" + "".join(f"415,row-{i}\n" for i in range(rows))
     )
     journal = tmp_path / "j.jsonl"
-    async with Sandbox() as sandbox:
+    # Each request answered 50 ms after it arrives, on the loop that also watches: once three
+    # purchases are seen, the faults are queued before a purchase sent after them arrives.
+    async with Sandbox(faults=Faults(latency=0.05)) as sandbox:
         argv = ("bulk", str(csv_file), "--journal", str(journal), "--base-url", sandbox.url)
         # Killed with two purchases bought and neither answered.
         await kill_mid_run(
