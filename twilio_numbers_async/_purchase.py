@@ -230,10 +230,19 @@ class Purchase:
         taken: TwilioApiError | None = None
         for _ in range(_MOST_CANDIDATES):
             if resumed is not None and resumed.phone_number is not None:
-                # An earlier run was buying this candidate when it stopped: look it up first.
-                candidate: str | None = resumed.phone_number
-                pooled = False
-                self._doubted, self._look_first = resumed.cause, True
+                # An earlier run was buying this candidate when it stopped: look it up first,
+                # holding it so that no purchase of this run buys it meanwhile.
+                held, cause, resumed = resumed.phone_number, resumed.cause, None
+                candidate: str | None = held
+                try:
+                    ours = await pools.hold(self.account_sid, held, budget)
+                except TimeoutError:
+                    raise PurchaseOutcomeUnknownError(
+                        self.request, cause, account_sid=self.account_sid
+                    ) from None
+                if not ours:
+                    continue  # bought by another purchase of this client: not by that attempt
+                self._doubted, self._look_first = cause, True
             else:
                 try:
                     candidate = await pools.take(search, self.account_sid, budget)
@@ -245,18 +254,18 @@ class Purchase:
                     # Test credentials can't search: they buy Twilio's magic numbers, which
                     # cost nothing, so the area code goes as it is.
                     return await self._buy(self.request, budget)
-                pooled = True
-            resumed = None
             if candidate is None:
                 raise taken or self._no_numbers(search)
+            bought = False
             try:
-                return await self._buy(self._given(candidate), budget)
+                bought_number = await self._buy(self._given(candidate), budget)
+                bought = True
+                return bought_number
             except _Taken as refused:
                 taken = refused.error  # someone else bought it first: the next candidate
                 self._doubted, self._look_first = None, False
             finally:
-                if pooled:
-                    pools.done(search, self.account_sid, candidate)
+                pools.done(self.account_sid, candidate, sold=bought or self.maybe_bought)
         assert taken is not None  # noqa: S101 - each turn of the loop returned, raised or set it
         raise taken
 
@@ -343,12 +352,10 @@ class Purchase:
             # Most likely our own earlier attempt bought it.
             if (found := await self._reconcile(budget)) is not None:
                 return found
-            if searched:
-                # Ours, not yet listed, or someone else's: only the account can tell, later.
-                raise PurchaseOutcomeUnknownError(
-                    self.request, self._doubted, account_sid=self.account_sid
-                ) from error
-            raise
+            # Ours, not yet listed, or someone else's: only the account can tell, later.
+            raise PurchaseOutcomeUnknownError(
+                self.request, self._doubted, account_sid=self.account_sid
+            ) from error
         except ResponseParseError as error:
             if error.sid is None:
                 raise

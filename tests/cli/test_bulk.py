@@ -12,7 +12,6 @@ import pytest
 
 from tests.cli._run import (
     MIXED_CSV,
-    cli_argv,
     documented,
     kill_mid_run,
     run_cli_async,

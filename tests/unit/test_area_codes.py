@@ -7,11 +7,12 @@ repeats the fault scenarios against the sandbox.
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests._memory import MemoryTwilio, form
+from tests._memory import Hang, MemoryTwilio, form, reply
 from tests.conftest import (
     ACCOUNT_SID,
     AUTH_TOKEN,
@@ -28,6 +29,7 @@ from twilio_numbers_async import (
     TwilioApiError,
     TwilioNumbersClient,
 )
+from twilio_numbers_async._transport import Request, Response
 
 SEARCH_URL = f"{BASE}/AvailablePhoneNumbers/US/Local.json?AreaCode=415&PageSize=100"
 CANDIDATES = ["+14155550101", "+14155550102", "+14155550103"]
@@ -115,6 +117,94 @@ async def test_a_21422_after_doubt_that_no_look_up_finds_stays_unknown(
         with pytest.raises(PurchaseOutcomeUnknownError):
             await client.create_incoming_phone_number(area_code="415")
     assert len(set(posted_numbers(twilio))) == 1, "never a second candidate"
+
+
+def find_url(number: str) -> str:
+    return f"{NUMBERS_URL}?PhoneNumber={number.replace('+', '%2B')}&PageSize=50"
+
+
+async def test_a_number_this_client_bought_is_never_another_purchases_candidate(
+    fake_time: FakeTime, twilio: MemoryTwilio
+) -> None:
+    """Twilio lists a number until its sale completes: a later search may list one just bought.
+    Handed to a second purchase whose answer is lost, its look-up would find the number and two
+    outcomes would claim it."""
+    twilio.get(SEARCH_URL, 200, found(CANDIDATES[0]), repeat=True)
+    twilio.post(NUMBERS_URL, 201, resource(phone_number=CANDIDATES[0]))
+    async with make_client(fake_time, twilio) as client:
+        outcomes = [
+            o
+            async for o in client.purchase_many(
+                [NumberPurchase(area_code="415")] * 2, concurrency=1
+            )
+        ]
+    assert [o.ok for o in outcomes] == [True, False]
+    assert isinstance(outcomes[1].error, TwilioApiError)
+    assert outcomes[1].error.code == 21452
+    assert posted_numbers(twilio) == [CANDIDATES[0]], "the number bought is not POSTed again"
+
+
+async def test_a_resumed_candidate_is_held_from_the_purchases_of_the_new_run(
+    fake_time: FakeTime, twilio: MemoryTwilio, tmp_path: Path
+) -> None:
+    """A run stopped with a candidate's POST unanswered: the rerun's first purchase looks it up,
+    and no other purchase of the rerun may buy it meanwhile (its look-up would find that one)."""
+    journal = tmp_path / "j.jsonl"
+    hang = Hang()
+    twilio.get(SEARCH_URL, 200, found(CANDIDATES[0]))
+    twilio.post(NUMBERS_URL, hang)
+    async with make_client(fake_time, twilio) as client:
+        run = client.purchase_many([NumberPurchase(area_code="415")], journal=journal)
+        first = asyncio.ensure_future(anext(run))
+        await hang.reached()
+        first.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await first
+        await run.aclose()
+
+    rerun = MemoryTwilio()
+    # The earlier POST did not buy it; the look-up is slow, and the new request searches meanwhile.
+    looked = asyncio.Event()
+
+    async def not_found(_: object) -> Response:
+        await looked.wait()
+        return reply(200, page())
+
+    rerun.get(find_url(CANDIDATES[0]), not_found)
+    rerun.get(SEARCH_URL, 200, found(CANDIDATES[0], CANDIDATES[1]), repeat=True)
+
+    def buy(request: Request) -> Response:
+        looked.set()
+        return reply(201, resource(phone_number=form(request)["PhoneNumber"]))
+
+    rerun.post(NUMBERS_URL, buy, repeat=True)
+    async with make_client(fake_time, rerun) as client:
+        outcomes = [
+            o
+            async for o in client.purchase_many(
+                [NumberPurchase(area_code="415")] * 2, journal=journal
+            )
+        ]
+    bought = sorted(o.number.phone_number for o in outcomes if o.ok)
+    assert bought == sorted(CANDIDATES[:2]), "each claims a number of its own"
+    assert sorted(posted_numbers(rerun)) == sorted(CANDIDATES[:2])
+
+
+async def test_pools_of_finished_purchases_are_not_kept(
+    fake_time: FakeTime, twilio: MemoryTwilio
+) -> None:
+    """A long-lived client buying on many subaccounts keeps no pool per subaccount."""
+    accounts = [f"AC{i:032x}" for i in range(1, 6)]
+    for account in accounts:
+        base = f"https://api.twilio.com/2010-04-01/Accounts/{account}"
+        twilio.get(SEARCH_URL.replace(BASE, base), 200, found())
+    async with make_client(fake_time, twilio) as client:
+        for account in accounts:
+            with pytest.raises(TwilioApiError):
+                await client.purchase(NumberPurchase(area_code="415"), account_sid=account)
+        pools = client._engine.pools
+        assert len(pools._pools) <= 1
+        assert len(pools._claims) <= 1
 
 
 async def test_no_candidate_is_21452_and_nothing_is_posted(
