@@ -44,7 +44,10 @@ __all__ = [
 _HINTS: Mapping[int, str] = {
     20003: "check the account SID and auth token (or API key and secret) you passed in",
     20404: "no such resource on this account: check the account SID, or the number was released",
-    20429: "slow down: lower the client's rate_limit or max_concurrency",
+    20429: (
+        "the account's limit was reached, by this program or others on the account: it is "
+        "safe to try again later, or run fewer requests at once"
+    ),
     21421: "the number is not valid for Twilio: check its country code and its length",
     21422: "the number is not available: search AvailablePhoneNumbers and pick another",
     21451: "AreaCode must be a three-digit US or Canada area code",

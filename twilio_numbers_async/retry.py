@@ -116,11 +116,13 @@ class RetryPolicy:
     def delay_for(self, error: TwilioNumbersError, retry_number: int) -> float:
         """The wait before retry ``retry_number`` (1 for the first) after ``error``.
 
-        A 429's ``Retry-After`` as it is; none after a 429 without one (a concurrency refusal:
-        the client's adaptive limit, not a wait, paces the retry); otherwise the backoff.
+        A 429's ``Retry-After`` as it is; otherwise the backoff, a concurrency refusal (a 429
+        without one) included: the account's room may be held by other programs, which a retry
+        at once would meet again, and the refused request waits outside its slot, so the
+        client's other requests go on meanwhile.
         """
-        if isinstance(error, RateLimitedError):
-            return error.retry_after if error.retry_after is not None else 0.0
+        if isinstance(error, RateLimitedError) and error.retry_after is not None:
+            return error.retry_after
         return self.backoff(retry_number)
 
     def now(self) -> float:

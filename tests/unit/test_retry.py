@@ -114,8 +114,8 @@ def test_a_retry_after_that_is_no_wait_is_ignored(value: str) -> None:
 def test_retry_after_is_honoured_even_above_max_delay() -> None:
     policy = RetryPolicy(max_delay=1.0, random=lambda: 0.5)
     assert policy.delay_for(RateLimitedError(status=429, retry_after=7.5), 1) == 7.5
-    # Without one, a concurrency refusal: the adaptive limit paces the retry, not a wait.
-    assert policy.delay_for(RateLimitedError(status=429), 1) == 0.0
+    # Without one, a concurrency refusal: backed off, since other programs may hold the room.
+    assert policy.delay_for(RateLimitedError(status=429), 1) == policy.backoff(1) == 0.25
 
 
 def test_durations_take_timedeltas_and_are_checked() -> None:
@@ -167,7 +167,9 @@ async def test_a_429_without_retry_after_lowers_the_limit_and_holds_nobody_else(
         await asyncio.gather(*(client.purchase(ANY_IN_415) for _ in range(10)))
         assert client.concurrency.limit < 32, "the adaptive limit dropped below its start"
     assert limiter.pauses == [], "a concurrency refusal pauses nobody"
-    assert fake_time.sleeps == [0.0], "and its own retry waits for a slot, not a backoff"
+    # Its own retry backs off (0.25: the first backoff at half its ceiling): the room may be
+    # another program's.
+    assert fake_time.sleeps == [0.25], "the refused request alone waits"
 
 
 async def test_retry_after_as_an_http_date(fake_time: FakeTime, twilio: MemoryTwilio) -> None:
