@@ -10,7 +10,7 @@ The credentials go only to URLs under the client's own base URL.
 
 from __future__ import annotations
 
-import contextlib
+import asyncio
 from collections.abc import Awaitable, Callable, Mapping
 from contextlib import AbstractAsyncContextManager
 from datetime import UTC, datetime
@@ -54,7 +54,7 @@ class Gateway:
         self._headers = headers
         self.transport = transport
         self.concurrency = concurrency
-        self._shared = shared_slots if shared_slots is not None else contextlib.nullcontext()
+        self._shared = shared_slots
         self.limiter = limiter
         self._timeout = timeout
         self.closed = False
@@ -85,9 +85,10 @@ class Gateway:
     ) -> Response:
         """One attempt; the response if its status is 2xx, else the error it stands for.
 
-        The attempt takes a place in the shared cap (if any), then a slot of the adaptive
-        concurrency limit, then a limiter token, each waited for no longer than ``budget``
-        allows; its answer tells the adaptive limit how the account took it.
+        The attempt takes a slot of the adaptive concurrency limit, then a limiter token, then a
+        place in the shared cap (if any: last, so that a place other processes need is not
+        held while this one waits), each waited for no longer than ``budget`` allows; its
+        answer tells the adaptive limit how the account took it.
 
         :raises ClientClosedError: the client was closed before the request left.
         :raises RateLimitedError: a slot or a token could not be had within ``budget``: the
@@ -99,20 +100,27 @@ class Gateway:
             # Only this library builds URLs, and it checks every link it follows: a bug.
             raise ValueError(f"refusing to send credentials off {self.base_url}: {url!r}")
         self._check_open()
-        async with self._shared:
-            # Entered by hand, not with `async with`: only a wait that outlasts the budget, on
-            # entering, is the "not sent" RateLimitedError.
-            slot = self.concurrency.slot(max_wait=_left(budget))
+        # Entered by hand, not with `async with`: only a wait that outlasts the budget, on
+        # entering, is the "not sent" RateLimitedError.
+        slot = self.concurrency.slot(max_wait=_left(budget))
+        try:
+            await slot.__aenter__()
+        except TimeoutError:
+            raise _limiter_timeout(method, url, budget) from None
+        try:
+            if self.limiter is not None:
+                try:
+                    await self.limiter.acquire(max_wait=_left(budget))
+                except TimeoutError:
+                    raise _limiter_timeout(method, url, budget) from None
+            shared = self._shared
+            if shared is not None:
+                try:
+                    async with asyncio.timeout(_left(budget)):
+                        await shared.__aenter__()
+                except TimeoutError:
+                    raise _limiter_timeout(method, url, budget) from None
             try:
-                await slot.__aenter__()
-            except TimeoutError:
-                raise _limiter_timeout(method, url, budget) from None
-            try:
-                if self.limiter is not None:
-                    try:
-                        await self.limiter.acquire(max_wait=_left(budget))
-                    except TimeoutError:
-                        raise _limiter_timeout(method, url, budget) from None
                 # Closed while this waited for its turn, or while before_send wrote: nothing
                 # has been sent.
                 self._check_open()
@@ -122,9 +130,12 @@ class Gateway:
                 response = await self.transport.send(
                     Request(method, url, self._headers[method], body, self._timeout)
                 )
-                _report(slot, response)
             finally:
-                await slot.__aexit__(None, None, None)
+                if shared is not None:
+                    await shared.__aexit__(None, None, None)
+            _report(slot, response)
+        finally:
+            await slot.__aexit__(None, None, None)
         if 200 <= response.status < 300:
             return response
         raise api_error(method, url, response)

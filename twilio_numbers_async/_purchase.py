@@ -5,13 +5,15 @@
 raises only on cancellation. The client and ``purchase_many`` both call it and get a result
 back; the engine calls nothing above it. The rules (``retry.classify`` sorts the failures):
 
-- not processed (429, connect failure): wait and send again; a 429 pauses the shared limiter so
-  that every coroutine backs off, not only this one;
+- not processed (429, connect failure): wait and send again; a 429 with ``Retry-After`` pauses
+  the shared limiter so that every coroutine backs off, not only this one (one without it
+  lowers the adaptive limit instead);
 - unknown (5xx, timeout, dropped connection, a 2xx naming no number): the number is looked up
   on the account before anything else is sent: owned means it was bought (returned as
   *reconciled*), not owned means it is safe to send again;
 - a 21422 ("not available") after an unknown attempt most likely means that attempt bought it:
-  look once more, and report the 21422 only if the number is not on the account;
+  look once more; not on the account, the outcome stays unknown;
+- no POST starts once the budget (``max_elapsed``) is spent;
 - when the retries run out after an unknown attempt, look one last time before giving up;
 - a 2xx that can't be read but names its SID: fetch the number by SID.
 
@@ -144,6 +146,15 @@ class _Taken(Exception):  # noqa: N818 - a signal inside the engine, never seen 
     """A candidate was refused as not available, and nothing of ours may have bought it."""
 
     def __init__(self, error: TwilioApiError) -> None:
+        super().__init__(str(error))
+        self.error = error
+
+
+class _OutOfTime(Exception):  # noqa: N818 - a signal inside the engine, never seen by callers
+    """The budget ran out after a look-up found nothing: no new POST may start. ``error`` is
+    the failure of the last attempt, which the caller sees."""
+
+    def __init__(self, error: TwilioNumbersError) -> None:
         super().__init__(str(error))
         self.error = error
 
@@ -316,19 +327,25 @@ class Purchase:
         self._number = number
         url = self._engine.settings.url(self.account_sid, number.endpoint)
         body = encode_form(number)
-        return await self._engine.retrier.run(
-            "purchase",
-            lambda: self._attempt(url, body, budget),
-            decide=self._decide,
-            give_up=lambda last: self._give_up(last, budget),
-            budget=budget,
-        )
+        try:
+            return await self._engine.retrier.run(
+                "purchase",
+                lambda: self._attempt(url, body, budget),
+                decide=self._decide,
+                give_up=lambda last: self._give_up(last, budget),
+                budget=budget,
+            )
+        except _OutOfTime as spent:
+            raise spent.error from None
 
     async def _attempt(self, url: str, body: bytes, budget: Budget) -> IncomingPhoneNumber:
         if self._look_first:
             if (found := await self._reconcile(budget)) is not None:
                 return found
             self._look_first = False
+            if budget.remaining() <= 0:
+                # The look-up took what was left: a POST now would end past max_elapsed.
+                raise _OutOfTime(self._last_failure())
         self._counted = False
         try:
             response = await self._engine.gateway.send(
@@ -394,6 +411,16 @@ class Purchase:
         if kind is FailureKind.UNKNOWN:
             self._doubt(error)
         return Retryable(error, kind)
+
+    def _last_failure(self) -> TwilioNumbersError:
+        """What the caller sees when the budget ends after a look-up found nothing: the failure
+        that put the purchase in doubt (the result says it stays in doubt)."""
+        cause = self._doubted
+        assert cause is not None  # noqa: S101 - only after a look-up, only done when in doubt
+        if isinstance(cause, TwilioNumbersError):
+            return cause
+        # An earlier run's attempt (a journal's in-flight intent): only the account can tell.
+        return PurchaseOutcomeUnknownError(self.request, cause, account_sid=self.account_sid)
 
     def _doubt(self, cause: BaseException) -> None:
         """Note that the purchase may have happened, because of ``cause``."""

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from tests._memory import Hang, Lost, MemoryTwilio
+from tests._memory import Hang, Lost, MemoryTwilio, reply
 from tests.conftest import (
     ACCOUNT_SID,
     AUTH_TOKEN,
@@ -36,6 +36,7 @@ from twilio_numbers_async import (
     TwilioNumbersClient,
 )
 from twilio_numbers_async._serde import parse_retry_after
+from twilio_numbers_async._transport import Request, Response
 from twilio_numbers_async.errors import (
     AuthenticationError,
     RequestValidationError,
@@ -465,3 +466,49 @@ async def test_one_look_up_per_unknown_outcome_not_per_retry(
     # 429s say nothing was processed: after the one look-up, nothing new to look for.
     assert len(twilio.sent("GET", FIND_URL)) == 1
     assert len(twilio.sent("POST", NUMBERS_URL)) == 4
+
+
+async def test_no_post_starts_once_a_look_up_has_spent_the_budget(
+    fake_time: FakeTime, twilio: MemoryTwilio
+) -> None:
+    """A POST whose answer is lost, then a look-up slow enough to spend what max_elapsed left:
+    sending again then would end past max_elapsed. The caller sees the lost answer, and the
+    purchase stays in doubt (a bulk run's next run looks before it sends)."""
+
+    def lost_after_the_timeout(_: Request) -> Lost:
+        fake_time.now += 30.0
+        return Lost(sent=True)
+
+    def slow_look_up(_: Request) -> Response:
+        fake_time.now += 35.0
+        return reply(200, page())
+
+    twilio.post(NUMBERS_URL, lost_after_the_timeout)
+    twilio.get(FIND_URL, slow_look_up)
+    policy = fake_time.policy(max_elapsed=60, random=lambda: 0.0)
+    async with TwilioNumbersClient(
+        ACCOUNT_SID, AUTH_TOKEN, retry=policy, transport=twilio, timeout=30
+    ) as client:
+        result = await client._engine.start(GIVEN, ACCOUNT_SID).run()
+    assert isinstance(result.error, TransportError)
+    assert result.in_doubt
+    assert len(twilio.sent("POST", NUMBERS_URL)) == 1, "no second POST past max_elapsed"
+
+
+async def test_a_wait_for_a_shared_slot_ends_with_the_budget() -> None:
+    """Slots shared with other processes (a RedisSemaphore, say), all held elsewhere: the
+    purchase fails "not sent" when its budget ends, rather than wait on."""
+    shared = asyncio.Semaphore(1)
+    await shared.acquire()  # another worker holds the only one, and keeps it
+    twilio = MemoryTwilio()
+    async with TwilioNumbersClient(
+        ACCOUNT_SID,
+        AUTH_TOKEN,
+        transport=twilio,
+        max_concurrency=shared,
+        retry=RetryPolicy(max_elapsed=0.05),
+    ) as client:
+        with pytest.raises(RateLimitedError) as caught:
+            await client.purchase(GIVEN)
+    assert caught.value.from_limiter
+    assert twilio.sent("POST", NUMBERS_URL) == []
