@@ -354,8 +354,10 @@ class Purchase:
             return parse_number(response.status, response.body)
         except ClientClosedError:
             if self._counted:
-                # Closed while the journal wrote the intent: this attempt never left.
+                # Closed while the journal wrote the intent (or the caller's session was
+                # closed): this attempt never left.
                 self.attempts -= 1
+                self._unanswered = False
             raise
         except TwilioApiError as error:
             if error.code != _NOT_AVAILABLE:

@@ -100,6 +100,13 @@ class AiohttpTransport:
 
     async def send(self, request: Request) -> Response:
         session = self._session if self._session is not None else self._open()
+        if session.closed:
+            # The caller's own session, closed under the client: aiohttp would raise a bare
+            # RuntimeError, and nothing is sent.
+            raise ClientClosedError(
+                "the aiohttp session given to the client is closed, so the request was not "
+                "sent; close the client before its session, or give it an open one"
+            )
         try:
             async with session.request(
                 request.method,

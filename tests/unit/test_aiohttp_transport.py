@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
@@ -18,8 +19,14 @@ from aioresponses import aioresponses
 from yarl import URL
 
 from tests.conftest import ACCOUNT_SID, AUTH_TOKEN, NUMBERS_URL, FakeTime, resource
-from twilio_numbers_async import ClientClosedError, TransportError, TwilioNumbersClient
+from twilio_numbers_async import (
+    ClientClosedError,
+    NumberPurchase,
+    TransportError,
+    TwilioNumbersClient,
+)
 from twilio_numbers_async._transport import AiohttpTransport, Request
+from twilio_numbers_async.bulk import OutcomeStatus
 
 HEADERS = {"Authorization": "Basic c2VjcmV0", "Content-Type": "application/x-www-form-urlencoded"}
 FORM = b"AreaCode=415"
@@ -180,6 +187,26 @@ async def test_a_session_passed_in_is_used_and_left_open(mocked: MockAiohttp) ->
     (sent,) = mocked.sent("POST", NUMBERS_URL)
     assert sent.kwargs["headers"]["Authorization"].startswith("Basic ")
     assert session.headers["X-Session"] == "the caller's"
+
+
+async def test_a_session_its_owner_closed_sends_nothing_and_says_so(
+    mocked: MockAiohttp, tmp_path: Path
+) -> None:
+    """aiohttp would raise a bare RuntimeError; a bulk run would record "maybe bought"."""
+    session = aiohttp.ClientSession()
+    await session.close()
+    async with client(session=session) as buyer:
+        with pytest.raises(ClientClosedError, match="session given to the client is closed"):
+            await buyer.purchase(NumberPurchase(phone_number="+15005550006"))
+        outcomes = []
+        with pytest.raises(ClientClosedError):  # the run stops: every request would fail so
+            async for outcome in buyer.purchase_many(
+                [NumberPurchase(phone_number="+15005550006")], journal=tmp_path / "j.jsonl"
+            ):
+                outcomes.append(outcome)
+    (outcome,) = outcomes
+    assert outcome.status is OutcomeStatus.FAILED, "not sent: a rerun sends it"
+    assert (outcome.attempts, mocked.sent("POST", NUMBERS_URL)) == (0, [])
 
 
 def test_a_session_and_a_transport_are_not_both_taken() -> None:
