@@ -26,7 +26,7 @@ from twilio_numbers_async import (
     TwilioNumbersClient,
 )
 from twilio_numbers_async._transport import AiohttpTransport, Request
-from twilio_numbers_async.bulk import OutcomeStatus
+from twilio_numbers_async.bulk import OutcomeStatus, PurchaseOutcome
 
 HEADERS = {"Authorization": "Basic c2VjcmV0", "Content-Type": "application/x-www-form-urlencoded"}
 FORM = b"AreaCode=415"
@@ -198,12 +198,15 @@ async def test_a_session_its_owner_closed_sends_nothing_and_says_so(
     async with client(session=session) as buyer:
         with pytest.raises(ClientClosedError, match="session given to the client is closed"):
             await buyer.purchase(NumberPurchase(phone_number="+15005550006"))
-        outcomes = []
+        outcomes: list[PurchaseOutcome] = []
+
+        async def run() -> None:
+            requests = [NumberPurchase(phone_number="+15005550006")]
+            async for outcome in buyer.purchase_many(requests, journal=tmp_path / "j.jsonl"):
+                outcomes.append(outcome)  # noqa: PERF401 - kept as they come, then it raises
+
         with pytest.raises(ClientClosedError):  # the run stops: every request would fail so
-            async for outcome in buyer.purchase_many(
-                [NumberPurchase(phone_number="+15005550006")], journal=tmp_path / "j.jsonl"
-            ):
-                outcomes.append(outcome)
+            await run()
     (outcome,) = outcomes
     assert outcome.status is OutcomeStatus.FAILED, "not sent: a rerun sends it"
     assert (outcome.attempts, mocked.sent("POST", NUMBERS_URL)) == (0, [])
