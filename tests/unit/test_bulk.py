@@ -476,3 +476,26 @@ async def test_the_journal_has_the_intent_before_the_post_and_the_outcome_before
     # Checked here, not in the answer: the library would read an error raised there as the
     # POST's unknown fate, and the loop above would pass all the same.
     assert on_disk_at_the_post == [["intent"]], "the intent is on disk before the POST is sent"
+
+
+async def test_closed_early_without_a_journal_logs_what_was_bought_and_not_handed_over(
+    client: TwilioNumbersClient, twilio: MemoryTwilio, caplog: pytest.LogCaptureFixture
+) -> None:
+    """No journal keeps them: a number bought but never yielded is at least in the log."""
+    numbers = [f"+1500555{i:04d}" for i in range(3)]
+    for i, number in enumerate(numbers):
+        twilio.post(NUMBERS_URL, 201, resource(phone_number=number, sid=f"PN{i:032d}"))
+    hang = Hang()
+    twilio.post(NUMBERS_URL, hang)
+    requests = [NumberPurchase(phone_number=n) for n in [*numbers, "+15005550009"]]
+    run = client.purchase_many(requests, concurrency=4)
+    first = await anext(run)
+    await hang.reached()  # all four sent: the others answered and not handed over, one held
+    await asyncio.sleep(0)
+    await run.aclose()
+    said = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    handed = first.number.phone_number if first.ok else None
+    logged = {number for number in numbers for line in said if number in line}
+    assert all("before it was handed over" in line for line in said if "bought +" in line)
+    assert logged == set(numbers) - {handed}, said
+    assert any("+15005550009" in line and "may have bought" in line for line in said), said

@@ -10,6 +10,7 @@ into the client.
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 from collections.abc import AsyncGenerator, AsyncIterable, AsyncIterator, Iterable
 from typing import Final
@@ -33,6 +34,8 @@ from ._journal import Journal
 from ._outcomes import Bought, BulkProgress, NotBought, OutcomeStatus, PurchaseOutcome
 
 __all__ = ["purchase_many"]
+
+logger = logging.getLogger("twilio_numbers_async")
 
 _Request = NumberPurchase | MobileNumberPurchase
 
@@ -123,7 +126,18 @@ async def _wind_up(
     for task in running:
         task.cancel()
     if running:
-        await asyncio.gather(*running, return_exceptions=True)
+        ended = await asyncio.gather(*running, return_exceptions=True)
+        if book is None:
+            # Done, but never yielded: without a journal, the log is all that tells of them.
+            for outcome in ended:
+                if isinstance(outcome, Bought):
+                    logger.warning(
+                        "purchase #%d bought %s (%s), but the run was closed before it was "
+                        "handed over",
+                        outcome.index,
+                        outcome.number.phone_number,
+                        outcome.number.sid,
+                    )
     await source.aclose()
     if book is not None:
         await book.close()
@@ -197,6 +211,14 @@ class _Job:
                 # Stopped before its POST left (or after answers that bought nothing): the next
                 # run sends it as new rather than looking for a purchase that never happened.
                 self.journal.record_not_sent(self.key, index=self.index, cause=stopped)
+            elif self.journal is None and purchase.maybe_bought:
+                # No journal keeps it: the log is the only place it is said.
+                logger.warning(
+                    "purchase #%d (%s) was stopped in flight and may have bought a number: "
+                    "check the account",
+                    self.index,
+                    self.request,
+                )
             raise
         except Exception as exc:
             if not purchase.maybe_bought:
