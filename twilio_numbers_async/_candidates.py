@@ -31,6 +31,10 @@ _FRESH_FOR: Final = 60.0
 #: number for sale until its sale completes, and a search soon after may list it again.
 _SOLD_KEPT_FOR: Final = 3600.0
 
+#: Twilio's magic number for test credentials: every purchase of it succeeds, again and again,
+#: so buying it claims nothing (https://www.twilio.com/docs/iam/test-credentials).
+_SELLS_AGAIN: Final = frozenset({"+15005550006"})
+
 SearchFn = Callable[["Search", str, "Budget"], Awaitable[list["AvailablePhoneNumber"]]]
 
 
@@ -148,7 +152,7 @@ class CandidatePools:
         it again (someone else bought it, or nothing was bought)."""
         claims = self._claims_of(account_sid)
         claims.held.discard(number)
-        if sold:
+        if sold and number not in _SELLS_AGAIN:
             now = asyncio.get_running_loop().time()
             claims.forget_sold(now)
             claims.sold[number] = now

@@ -16,6 +16,7 @@ import enum
 import functools
 import importlib
 import json
+import logging
 import math
 import re
 from collections.abc import Callable, Mapping
@@ -26,6 +27,7 @@ from urllib.parse import quote_plus
 import attrs
 import cattrs
 from attrs import AttrsInstance
+from cattrs.errors import AttributeValidationNote
 from cattrs.gen import make_dict_structure_fn, make_dict_unstructure_fn, override
 
 from ._checks import SID_PREFIXES, find_sid
@@ -78,6 +80,8 @@ __all__ = [
     "parse_rfc2822",
     "read_journal_line",
 ]
+
+logger = logging.getLogger("twilio_numbers_async")
 
 _T = TypeVar("_T")
 _R = TypeVar("_R", bound=AttrsInstance)
@@ -287,10 +291,13 @@ def _property_hook(owner: type, field: attrs.Attribute[Any]) -> _Hook:
     raise TypeError(f"no hook for {owner.__name__}.{field.name}: {field.type!r}")
 
 
-def _resource_hook(kind: type[_R], required: tuple[str, ...]) -> Callable[[Any, Any], _R]:
+def _resource_hook(
+    kind: type[_R], required: tuple[str, ...], *, tolerant: bool = True
+) -> Callable[[Any, Any], _R]:
     """The tolerant reader of a resource: unknown properties kept in ``extra``, ``required``
     properties present and not empty (Twilio sends "" for what is unset), the rest as the
-    spec allows."""
+    spec allows; ``tolerant``, a property outside ``required`` that can't be read is dropped
+    (logged), not a failure to read the whole resource."""
     attrs.resolve_types(kind)
     known = frozenset(field.name for field in attrs.fields(kind) if field.name != "extra")
     structure = _structurer(
@@ -312,7 +319,23 @@ def _resource_hook(kind: type[_R], required: tuple[str, ...]) -> Callable[[Any, 
         if not known.issuperset(value):
             unknown = value.keys() - known
             value = {**value, "extra": {key: value[key] for key in sorted(unknown)}}
-        resource = structure(value, kind)
+        try:
+            resource = structure(value, kind)
+        except cattrs.ClassValidationError as exc:
+            unreadable = _unreadable_properties(exc) if tolerant else None
+            if unreadable is None or not unreadable.isdisjoint(required):
+                raise
+            # A property the purchase does not hang on, in a shape the spec does not allow (a
+            # legacy trunk SID, say): the number is still bought, and still readable.
+            logger.warning(
+                "%s %s: ignoring what can't be read in %s",
+                kind.__name__,
+                value.get("sid"),
+                ", ".join(sorted(unreadable)),
+            )
+            resource = structure(
+                {key: item for key, item in value.items() if key not in unreadable}, kind
+            )
         if missing := [name for name in required if not getattr(resource, name)]:
             # A half number is no purchase anyone can use or reconcile.
             raise ValueError(f"the resource names no number: it has no {' and no '.join(missing)}")
@@ -321,12 +344,23 @@ def _resource_hook(kind: type[_R], required: tuple[str, ...]) -> Callable[[Any, 
     return read
 
 
+def _unreadable_properties(exc: cattrs.ClassValidationError) -> set[str] | None:
+    """The properties that failed to read, or ``None`` if a failure names none."""
+    names: set[str] = set()
+    for error in exc.exceptions:
+        notes = [
+            n for n in getattr(error, "__notes__", ()) if isinstance(n, AttributeValidationNote)
+        ]
+        if not notes:
+            return None
+        names.update(note.name for note in notes)
+    return names
+
+
+# What every number Twilio sold has; the model types them as never None.
+_NUMBER_REQUIRED: Final = ("sid", "account_sid", "phone_number", "date_created", "date_updated")
 _converter.register_structure_hook(
-    IncomingPhoneNumber,
-    # What every number Twilio sold has; the model types them as never None.
-    _resource_hook(
-        IncomingPhoneNumber, ("sid", "account_sid", "phone_number", "date_created", "date_updated")
-    ),
+    IncomingPhoneNumber, _resource_hook(IncomingPhoneNumber, _NUMBER_REQUIRED)
 )
 _converter.register_structure_hook(
     AvailablePhoneNumber, _resource_hook(AvailablePhoneNumber, ("phone_number",))
@@ -808,6 +842,8 @@ _EXACT: Final[Mapping[Any, _Hook]] = {
     bool: _exactly(bool, "true or false"),
     float: _json_number,
     dict[str, Any]: _json_object,
+    # Written by this code: anything it can't read means the file is not what it wrote.
+    IncomingPhoneNumber: _resource_hook(IncomingPhoneNumber, _NUMBER_REQUIRED, tolerant=False),
 }
 
 

@@ -281,6 +281,25 @@ def test_repr_and_errors_hide_url_passwords() -> None:
     assert "hunter2" not in str(caught.value)
 
 
+def test_a_property_the_purchase_does_not_hang_on_is_dropped_when_it_cant_be_read(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A bought number with a legacy trunk SID is still a number bought: failing to read it
+    would make a sale "unknown". What identifies the number must still read."""
+    from tests.conftest import resource
+    from twilio_numbers_async._serde import parse_number
+    from twilio_numbers_async.errors import ResponseParseError
+
+    body = resource(trunk_sid="TK-legacy", beta="false", bundle_sid="nonsense")
+    number = parse_number(201, json.dumps(body).encode())
+    assert (number.trunk_sid, number.beta, number.bundle_sid) == (None, None, None)
+    assert number.sid == body["sid"]
+    (said,) = [r.getMessage() for r in caplog.records]
+    assert "ignoring what can't be read in beta, bundle_sid, trunk_sid" in said
+    with pytest.raises(ResponseParseError, match=r"\$\.sid"):
+        parse_number(201, json.dumps(resource(sid="XX" + "1" * 32)).encode())
+
+
 def test_a_201_is_read_tolerantly() -> None:
     from tests.conftest import resource
     from twilio_numbers_async import AddressRequirement, IncomingPhoneNumber
