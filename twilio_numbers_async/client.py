@@ -24,7 +24,7 @@ from ._purchase import AreaCodes, PurchaseEngine
 from ._reads import Reads, Search
 from ._retrying import Budget, Retrier, RetryHook
 from ._settings import Settings, from_environment, resolve
-from ._transport import AiohttpTransport, Transport
+from ._transport import AiohttpTransport, Request, Response, Transport
 from .errors import ClientClosedError, RequestValidationError
 from .models import (
     AvailablePhoneNumber,
@@ -42,7 +42,8 @@ from .retry import RetryPolicy
 if TYPE_CHECKING:
     from .bulk import BulkProgress, PurchaseOutcome
 
-__all__ = ["TwilioNumbersClient"]
+# AreaCodes and the transport's types: what a caller's own annotations and transports need.
+__all__ = ["AreaCodes", "Request", "Response", "Transport", "TwilioNumbersClient"]
 
 
 class TwilioNumbersClient:

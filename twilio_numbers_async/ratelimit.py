@@ -18,13 +18,13 @@ import math
 from collections import deque
 from typing import TYPE_CHECKING, Protocol
 
-from ._adaptive import AdaptiveConcurrency, LimitChange
+from ._adaptive import AdaptiveConcurrency, LimitChange, LimitReason
 from ._checks import check_bucket, tokens_error
 
 if TYPE_CHECKING:
     from types import TracebackType
 
-__all__ = ["AdaptiveConcurrency", "LimitChange", "Limiter", "TokenBucket"]
+__all__ = ["AdaptiveConcurrency", "LimitChange", "LimitReason", "Limiter", "TokenBucket"]
 
 #: How early (in seconds) a waiter may be admitted. Float rounding in ``last + need / rate``, and
 #: the loop running a timer up to ``clock_resolution`` before its deadline, would otherwise leave

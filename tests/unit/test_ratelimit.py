@@ -70,7 +70,13 @@ async def drain(bucket: TokenBucket) -> None:
 
 def test_exports_are_sorted() -> None:
     assert ratelimit.__all__ == sorted(ratelimit.__all__)
-    assert ratelimit.__all__ == ["AdaptiveConcurrency", "LimitChange", "Limiter", "TokenBucket"]
+    assert ratelimit.__all__ == [
+        "AdaptiveConcurrency",
+        "LimitChange",
+        "LimitReason",
+        "Limiter",
+        "TokenBucket",
+    ]
 
 
 def test_is_a_limiter() -> None:
