@@ -16,14 +16,14 @@ import asyncio
 import random
 from collections import deque
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Final
+from typing import TYPE_CHECKING, Final, Literal
 
 if TYPE_CHECKING:
     from ._reads import Search
     from ._retrying import Budget
     from .models import AvailablePhoneNumber
 
-__all__ = ["CandidatePools"]
+__all__ = ["CandidatePools", "Ending"]
 
 #: Seconds a search's results are worth keeping: numbers for sale are sold to others too.
 _FRESH_FOR: Final = 60.0
@@ -38,29 +38,38 @@ _SELLS_AGAIN: Final = frozenset({"+15005550006"})
 SearchFn = Callable[["Search", str, "Budget"], Awaitable[list["AvailablePhoneNumber"]]]
 
 
+#: How a purchase that held a number ended, for :meth:`CandidatePools.done`.
+Ending = Literal["bought", "in_doubt", "not_bought"]
+
+
 class _Claims:
     """The numbers of one account that this client's purchases must not be handed."""
 
     def __init__(self) -> None:
         #: Held by a purchase that has not ended (taken from a pool, or resumed from a journal).
         self.held: set[str] = set()
-        #: Bought by this client, or maybe bought (an outcome in doubt), with the loop time:
+        #: Bought by this client, and maybe bought (an outcome in doubt), with the loop time:
         #: another purchase handed one would be refused 21422, or, after a lost answer, find
         #: it on the account and claim a number that is already another purchase's.
-        self.sold: dict[str, float] = {}
+        self.bought: dict[str, float] = {}
+        self.in_doubt: dict[str, float] = {}
         #: Set when a held number is handed back, for the purchases waiting for one.
         self.freed = asyncio.Event()
 
     def free(self, number: str) -> bool:
-        return number not in self.held and number not in self.sold
+        return not (number in self.held or number in self.bought or number in self.in_doubt)
 
-    def forget_sold(self, now: float) -> None:
-        # Oldest first (dicts keep insertion order): stop at the first one still kept.
-        while self.sold:
-            number, since = next(iter(self.sold.items()))
-            if now - since < _SOLD_KEPT_FOR:
-                return
-            del self.sold[number]
+    def empty(self) -> bool:
+        return not (self.held or self.bought or self.in_doubt)
+
+    def forget_old(self, now: float) -> None:
+        for kept in (self.bought, self.in_doubt):
+            # Oldest first (dicts keep insertion order): stop at the first one still kept.
+            while kept:
+                number, since = next(iter(kept.items()))
+                if now - since < _SOLD_KEPT_FOR:
+                    break
+                del kept[number]
 
 
 class _Pool:
@@ -135,27 +144,29 @@ class CandidatePools:
     async def hold(self, account_sid: str, number: str, budget: Budget) -> bool:
         """Hold ``number`` for a purchase resumed from a journal, which must look it up before
         anything else: wait (within ``budget``: then :class:`TimeoutError`) while another
-        purchase holds it. ``False`` if this client bought it meanwhile, so that the earlier
-        attempt did not: the resumed purchase has nothing to look up."""
-        claims = self._claims_of(account_sid)
-        while number in claims.held:
+        purchase holds it. ``False`` if another purchase of this client bought it meanwhile,
+        so that the earlier attempt did not: the resumed purchase has nothing to look up. (One
+        in doubt, such as the resumed purchase's own attempt cancelled in this process, is
+        taken over.)"""
+        while number in (claims := self._claims_of(account_sid)).held:
             async with asyncio.timeout(max(0.0, budget.remaining())):
                 await claims.freed.wait()
-        if number in claims.sold:
+        if number in claims.bought:
             return False
+        claims.in_doubt.pop(number, None)
         claims.held.add(number)
         return True
 
-    def done(self, account_sid: str, number: str, *, sold: bool) -> None:
-        """The purchase that held ``number`` ended; ``sold`` if it bought it or may have (it
-        is then never handed out again), else another purchase may have it if a search lists
-        it again (someone else bought it, or nothing was bought)."""
+    def done(self, account_sid: str, number: str, ending: Ending) -> None:
+        """The purchase that held ``number`` ended. Bought or in doubt, it is never handed
+        out again; not bought by us, another purchase may have it if a search lists it again
+        (someone else bought it, or nothing was bought)."""
         claims = self._claims_of(account_sid)
         claims.held.discard(number)
-        if sold and number not in _SELLS_AGAIN:
+        if ending != "not_bought" and number not in _SELLS_AGAIN:
             now = asyncio.get_running_loop().time()
-            claims.forget_sold(now)
-            claims.sold[number] = now
+            claims.forget_old(now)
+            (claims.bought if ending == "bought" else claims.in_doubt)[number] = now
         claims.freed.set()
         claims.freed = asyncio.Event()
 
@@ -172,8 +183,8 @@ class CandidatePools:
             del self._pools[key]
         in_use = {account_sid for account_sid, _ in self._pools}
         for account_sid, claims in list(self._claims.items()):
-            claims.forget_sold(now)
-            if account_sid not in in_use and not claims.held and not claims.sold:
+            claims.forget_old(now)
+            if account_sid not in in_use and claims.empty():
                 del self._claims[account_sid]
 
     async def _refill(

@@ -51,7 +51,7 @@ from .models import NumberPurchase, VoiceReceiveMode
 from .retry import FailureKind, classify
 
 if TYPE_CHECKING:
-    from ._candidates import CandidatePools
+    from ._candidates import CandidatePools, Ending
     from ._gateway import Gateway
     from ._settings import Settings
     from .models import IncomingPhoneNumber, MobileNumberPurchase, PurchaseRequest
@@ -276,7 +276,10 @@ class Purchase:
                 taken = refused.error  # someone else bought it first: the next candidate
                 self._doubted, self._look_first = None, False
             finally:
-                pools.done(self.account_sid, candidate, sold=bought or self.maybe_bought)
+                ending: Ending = (
+                    "bought" if bought else "in_doubt" if self.maybe_bought else "not_bought"
+                )
+                pools.done(self.account_sid, candidate, ending)
         assert taken is not None  # noqa: S101 - each turn of the loop returned, raised or set it
         raise taken
 
