@@ -12,7 +12,8 @@ back; the engine calls nothing above it. The rules (``retry.classify`` sorts the
   on the account before anything else is sent: owned means it was bought (returned as
   *reconciled*), not owned means it is safe to send again;
 - a 21422 ("not available") after an unknown attempt most likely means that attempt bought it:
-  look once more; not on the account, the outcome stays unknown;
+  look once more; not on the account, the 21422 stands (for an area code's candidate, the
+  outcome stays unknown: moving on could buy a second number);
 - no POST starts once the budget (``max_elapsed``) is spent;
 - when the retries run out after an unknown attempt, look one last time before giving up;
 - a 2xx that can't be read but names its SID: fetch the number by SID.
@@ -374,10 +375,14 @@ class Purchase:
             # Most likely our own earlier attempt bought it.
             if (found := await self._reconcile(budget)) is not None:
                 return found
-            # Ours, not yet listed, or someone else's: only the account can tell, later.
-            raise PurchaseOutcomeUnknownError(
-                self.request, self._doubted, account_sid=self.account_sid
-            ) from error
+            if searched:
+                # Ours, not yet listed, or someone else's: only the account can tell, later. A
+                # guess would cost a second number (the next candidate); for a given number,
+                # the look-up's answer stands (DESIGN): someone else's, the 21422 it is.
+                raise PurchaseOutcomeUnknownError(
+                    self.request, self._doubted, account_sid=self.account_sid
+                ) from error
+            raise
         except ResponseParseError as error:
             if error.sid is None:
                 raise
