@@ -7,23 +7,25 @@
 
 Each measurement starts a :class:`~twilio_numbers_async.sandbox.Sandbox` in a process of its own
 (``serve`` below: ``Sandbox(max_concurrency=K, faults=Faults(latency=(0.8 L, 1.2 L)))``, pinned
-to CPU 0), and buys distinct given numbers from it with a thin driver pinned to CPU 1: aiohttp
-and :class:`~twilio_numbers_async._adaptive.AdaptiveConcurrency`, nothing else (the client's
-integration of the limiter comes later). A purchase answered 429 without ``Retry-After`` is
-reported to the limiter and sent again; one not bought within the client's default number of
-attempts counts as failed. The sandbox's records give the POSTs answered 429, and check that
-every number was bought exactly once.
+to CPU 0), and buys distinct given numbers from it, pinned to CPU 1, with what a user gets:
+``TwilioNumbersClient`` built with no limit arguments and ``purchase_many(requests)`` with no
+concurrency, its ``on_limit_change`` hook tracing the limit. The sandbox's records give the
+POSTs answered 429, and check that no number was sold twice or sold unreported. "Held at K" and
+AIMD use a thin driver instead (aiohttp and the limiter's slots, nothing else), as a yardstick.
 
 Parts (``--only``):
 
-- ``grid``: 2,000 purchases for each concurrency limit K in {10, 30, 100} and latency L in
-  {50, 100, 300} ms: purchases/s as a share of K/L (the most the account allows), the share of
-  POSTs answered 429, failures, and the limit over time.
-- ``aimd``: the same at L = 100 ms with the alternative measured and rejected: AIMD (one more
-  slot per round trip, the limit times 0.9 on a 20429, at most once per round trip).
+- ``grid``: 2,000 purchases for each concurrency limit K in {10, 30, 100} (``--ks``) and
+  latency L in {50, 100, 300} ms: purchases/s as a share of K/L (the most the account allows),
+  the share of POSTs answered 429, failures, and the limit over time; then the thin driver held
+  at K from the start (what this machine reaches when told the answer).
+- ``rate``: a rate limit of 100/s (429 with ``Retry-After``) and no concurrency limit, L = 100
+  ms: the defaults, and the client capped at rate x L.
+- ``aimd``: the thin driver at L = 100 ms with the alternative measured and rejected: AIMD (one
+  more slot per round trip, the limit times 0.9 on a 20429, at most once per round trip).
 - ``change``: K moves 30 -> 10 -> 30 while 2,000 purchases run (L = 100 ms): how long the limit
   takes to come within 10% of the new K.
-- ``two``: two driver processes, 1,000 purchases each, on one Sandbox with K = 30: together, as
+- ``two``: two client processes, 1,000 purchases each, on one Sandbox with K = 30: together, as
   a share of K/L.
 - ``fixed``: the fixed client settings of issue 16's table, with ``TwilioNumbersClient`` and
   ``purchase_many`` (K = 30, L = 100 ms, 600 purchases each: they reach their pace at once).
@@ -43,6 +45,7 @@ import os
 import subprocess
 import sys
 import time
+from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any, Final
@@ -69,7 +72,8 @@ ROOT: Final = HERE.parent
 SERVER_CPU, CLIENT_CPU = 0, 1
 KS: Final = (10, 30, 100)
 LATENCIES: Final = (0.05, 0.1, 0.3)
-PARTS: Final = ("grid", "aimd", "change", "two", "fixed")
+PARTS: Final = ("grid", "rate", "aimd", "change", "two", "fixed")
+RATE_LIMIT: Final = 100.0
 # As many attempts as the client makes by default: a purchase refused more often has failed.
 MAX_ATTEMPTS: Final = RetryPolicy().max_attempts
 
@@ -85,21 +89,12 @@ FIXED: Final = (
 # --- the sandbox, in a process of its own -----------------------------------------------------
 
 
-def set_concurrency_limit(sandbox: Any, limit: int) -> None:
-    """Change a running sandbox's concurrency limit.
-
-    HOOK (issue 16): the sandbox is getting a public method to change its limits while it runs
-    (the ``sandbox`` branch). Until it is merged, this sets the attribute the sandbox's 429
-    check reads; when merging, replace this body with that method.
-    """
-    sandbox._app.max_concurrency = limit
-
-
-async def serve(max_concurrency: int, latency: float, seed: int) -> None:
+async def serve(max_concurrency: int | None, rate_limit: float | None, latency: float) -> None:
     """The ``serve`` command: a Sandbox, driven by lines on stdin until it closes.
 
     ``limit N`` changes the concurrency limit; ``stats`` prints one JSON line of what the
-    sandbox saw (POSTs by status, purchases, distinct numbers bought).
+    sandbox saw (POSTs by status, purchases, distinct numbers bought, and the POSTs' time there:
+    their mean in flight there is ``busy / span``).
     """
     from twilio_numbers_async.sandbox import Faults, Sandbox
 
@@ -107,8 +102,8 @@ async def serve(max_concurrency: int, latency: float, seed: int) -> None:
         account_sid=ACCOUNT_SID,
         auth_token=AUTH_TOKEN,
         max_concurrency=max_concurrency,
+        rate_limit=rate_limit,
         faults=Faults(latency=(0.8 * latency, 1.2 * latency)),
-        seed=seed,
     )
     loop = asyncio.get_running_loop()
     async with sandbox:
@@ -116,7 +111,7 @@ async def serve(max_concurrency: int, latency: float, seed: int) -> None:
         while line := await loop.run_in_executor(None, sys.stdin.readline):
             command, _, argument = line.strip().partition(" ")
             if command == "limit":
-                set_concurrency_limit(sandbox, int(argument))
+                sandbox.set_limits(max_concurrency=int(argument))
             elif command == "stats":
                 statuses: dict[str, int] = {}
                 for record in sandbox.requests:
@@ -126,24 +121,38 @@ async def serve(max_concurrency: int, latency: float, seed: int) -> None:
                 purchases = sandbox.purchases
                 numbers = {purchase.phone_number for purchase in purchases}
                 stats = {"posts": statuses, "purchases": len(purchases), "numbers": len(numbers)}
+                stats.update(_time_at_sandbox(sandbox.requests))
                 print(json.dumps(stats), flush=True)
+
+
+def _time_at_sandbox(records: list[Any]) -> dict[str, float]:
+    """Where a run's time went, seen from the sandbox: a rate below K/L with a limit at K means
+    fewer than K requests were at the sandbox (held in the client), or they stayed longer."""
+    posts = [r for r in records if r.method == "POST" and r.finished_at is not None]
+    if not posts:
+        return {}
+    answered = [r.finished_at - r.started_at for r in posts if r.status == 201]
+    return {
+        "busy": sum(r.finished_at - r.started_at for r in posts),
+        "span": max(r.finished_at for r in posts) - min(r.started_at for r in posts),
+        "latency_201": sum(answered) / max(1, len(answered)),
+    }
 
 
 class SandboxProcess(ServerProcess):
     """``with SandboxProcess(k, latency) as sandbox:``: the ``serve`` command in a child, which
     pins itself to the server's CPU. Leaving the block stops it."""
 
-    def __init__(self, max_concurrency: int, latency: float, *, seed: int = 0) -> None:
+    def __init__(
+        self, max_concurrency: int | None, latency: float, *, rate_limit: float | None = None
+    ) -> None:
         super().__init__("sandbox", cpu=SERVER_CPU)
-        self.command = [
-            sys.executable,
-            "-m",
-            "benchmarks.bench_adaptive",
-            "serve",
-            f"--max-concurrency={max_concurrency}",
-            f"--latency={latency}",
-            f"--seed={seed}",
-        ]
+        self.command = [sys.executable, "-m", "benchmarks.bench_adaptive", "serve"]
+        self.command += [f"--latency={latency}"]
+        if max_concurrency is not None:
+            self.command.append(f"--max-concurrency={max_concurrency}")
+        if rate_limit is not None:
+            self.command.append(f"--rate-limit={rate_limit}")
 
     def __enter__(self) -> SandboxProcess:
         process = subprocess.Popen(  # noqa: S603 - this interpreter, our own module
@@ -292,9 +301,8 @@ async def drive(
     url: str,
     source: Iterable[str],
     *,
-    limiter_kind: str = "adaptive",
-    limit_k: int = 0,
-    schedule: Iterable[tuple[float, Callable[[], None]]] = (),
+    limiter_kind: str,
+    limit_k: int,
 ) -> dict[str, Any]:
     """One run of the thin driver: what it bought, how often it was refused, the limit's path."""
     loop = asyncio.get_running_loop()
@@ -305,83 +313,143 @@ async def drive(
         trace.append((round(loop.time() - t0, 4), change.limit))
 
     limiter: AdaptiveConcurrency
-    if limiter_kind == "adaptive":
-        limiter = AdaptiveConcurrency(on_change=record)
-    elif limiter_kind == "aimd":
+    if limiter_kind == "aimd":
         limiter = Aimd(initial=DEFAULT_INITIAL, on_change=record)
     else:
         limiter = Fixed(initial=limit_k, ceiling=limit_k)
     trace.append((0.0, limiter.limit))
     driver = Driver(url, limiter)
-    timers = [loop.call_at(t0 + at, action) for at, action in schedule]
     cpu0 = time.process_time()
-    try:
-        await driver.run(source, t0=t0)
-    finally:
-        for timer in timers:
-            timer.cancel()
+    await driver.run(source, t0=t0)
     seconds = loop.time() - t0
     return {
         "bought": driver.bought,
         "failed": driver.failed,
-        "posts": driver.posts,
-        "rejected": driver.rejected,
+        "unknown": 0,
         "seconds": seconds,
         "rate": driver.bought / seconds,
-        "client_cpu_us": 1e6 * (time.process_time() - cpu0) / max(1, driver.posts),
+        "client_cpu_us": 1e6 * (time.process_time() - cpu0) / max(1, driver.bought),
         "trace": trace,
         "done_at": [round(t, 4) for t in driver.done_at],
         "wall_start": time.time() - seconds,
     }
 
 
-def check_sandbox(stats: dict[str, Any], bought: int) -> None:
-    """Every purchase the driver counted reached the sandbox once, and nothing was bought twice."""
-    if stats["purchases"] != bought or stats["numbers"] != bought:
-        raise AssertionError(f"the sandbox saw {stats}, the drivers bought {bought}")
+# --- the real client ----------------------------------------------------------------------------
 
 
-def cell(k: int, latency: float, count: int, *, limiter_kind: str, area: int) -> dict[str, Any]:
+async def buy_with_client(
+    url: str,
+    source: Iterable[str],
+    *,
+    concurrency: int | None = None,
+    schedule: Iterable[tuple[float, Callable[[], None]]] = (),
+    **settings: Any,
+) -> dict[str, Any]:
+    """``TwilioNumbersClient(...).purchase_many(requests, concurrency=...)``: with no
+    ``settings`` and no ``concurrency``, what a user gets by default."""
+    loop = asyncio.get_running_loop()
+    t0 = loop.time()
+    trace: list[tuple[float, int]] = []
+
+    def record(change: LimitChange) -> None:
+        trace.append((round(loop.time() - t0, 4), change.limit))
+
+    client = TwilioNumbersClient(
+        ACCOUNT_SID, AUTH_TOKEN, base_url=url, on_limit_change=record, **settings
+    )
+    trace.append((0.0, client.concurrency.limit))
+    requests = (NumberPurchase(phone_number=number) for number in source)
+    statuses: Counter[str] = Counter()
+    done_at: list[float] = []
+    timers = [loop.call_at(t0 + at, action) for at, action in schedule]
+    cpu0 = time.process_time()
+    try:
+        async with client:
+            async for outcome in client.purchase_many(requests, concurrency=concurrency):
+                statuses[outcome.status] += 1
+                if outcome.ok:
+                    done_at.append(round(loop.time() - t0, 4))
+    finally:
+        for timer in timers:
+            timer.cancel()
+    seconds = loop.time() - t0
+    return {
+        "bought": statuses["bought"],
+        "failed": statuses["failed"],
+        "unknown": statuses["unknown"],
+        "seconds": seconds,
+        "rate": statuses["bought"] / seconds,
+        "client_cpu_us": 1e6 * (time.process_time() - cpu0) / max(1, statuses["bought"]),
+        "trace": trace,
+        "done_at": done_at,
+        "wall_start": time.time() - seconds,
+    }
+
+
+def cell(k: int, latency: float, count: int, *, kind: str, area: int) -> dict[str, Any]:
+    """One run on a fresh Sandbox: ``kind`` "client" (the defaults), or the thin driver's
+    "fixed" (held at K) or "aimd"."""
     with SandboxProcess(k, latency) as sandbox:
-        run = asyncio.run(
-            drive(sandbox.url, numbers(area, count), limiter_kind=limiter_kind, limit_k=k)
-        )
+        source = numbers(area, count)
+        if kind == "client":
+            run = asyncio.run(buy_with_client(sandbox.url, source))
+        else:
+            run = asyncio.run(drive(sandbox.url, source, limiter_kind=kind, limit_k=k))
         stats = sandbox.stats()
-    check_sandbox(stats, run["bought"])
     del run["done_at"]  # only the K change plots its purchases over time
     return summarise(run, stats, k=k, latency=latency)
 
 
 def summarise(
-    run: dict[str, Any], stats: dict[str, Any], *, k: int, latency: float
+    run: dict[str, Any],
+    stats: dict[str, Any],
+    *,
+    k: int | None,
+    latency: float,
+    capacity: float | None = None,
 ) -> dict[str, Any]:
+    """The run beside what the Sandbox saw: its 429s, and whether any number was sold twice
+    (``double``) or sold without the buyer being told (``untold``)."""
     posts = sum(stats["posts"].values())
     refused = stats["posts"].get("429", 0)
-    return {
+    capacity = capacity or (k or 0) / latency
+    row = {
         "k": k,
         "latency": latency,
         **run,
         "load": os.getloadavg()[0],
-        "capacity": k / latency,
-        "share": run["rate"] / (k / latency),
+        "capacity": capacity,
+        "share": run["rate"] / capacity,
+        "posts": posts,
         "posts_429": refused / posts,
         "sandbox_posts": stats["posts"],
+        "double": stats["purchases"] - stats["numbers"],
+        "untold": stats["numbers"] - run["bought"],
     }
+    if stats.get("span"):
+        row["sandbox_in_flight"] = stats["busy"] / stats["span"]
+        row["sandbox_latency"] = stats["latency_201"]
+        row["sandbox_span"] = stats["span"]
+    if row["double"] or row["untold"]:
+        print(f"  !! the sandbox saw {stats}, the buyer was told of {run['bought']}", flush=True)
+    return row
 
 
 # --- the parts ----------------------------------------------------------------------------------
 
 
-def grid(*, quick: bool) -> list[dict[str, Any]]:
+def grid(*, quick: bool, ks: tuple[int, ...] = KS) -> list[dict[str, Any]]:
     count = 400 if quick else 2_000
-    ks = (10, 100) if quick else KS
+    ks = (10, 100) if quick else ks
     latencies = (0.05,) if quick else LATENCIES
     rows = []
     for i, (k, latency) in enumerate((k, latency) for k in ks for latency in latencies):
-        row = cell(k, latency, count, limiter_kind="adaptive", area=201 + 2 * i)
-        # The same driver held at K, right after, in the same conditions.
-        fixed = cell(k, latency, count, limiter_kind="fixed", area=202 + 2 * i)
+        row = cell(k, latency, count, kind="client", area=201 + 2 * i)
+        # The thin driver held at K, right after, in the same conditions.
+        fixed = cell(k, latency, count, kind="fixed", area=202 + 2 * i)
         row["fixed_share"] = fixed["share"]
+        row["held"] = {key: value for key, value in fixed.items() if key != "trace"}
         rows.append(row)
         print(f"  {line(row)}; held at K: {fixed['share']:.2f}", flush=True)
     return rows
@@ -392,7 +460,7 @@ def aimd(*, quick: bool) -> list[dict[str, Any]]:
     ks = (30,) if quick else KS
     rows = []
     for i, k in enumerate(ks):
-        row = cell(k, 0.1, count, limiter_kind="aimd", area=301 + i)
+        row = cell(k, 0.1, count, kind="aimd", area=301 + i)
         rows.append(row)
         print(f"  AIMD {line(row)}", flush=True)
     return rows
@@ -406,9 +474,8 @@ def change(*, quick: bool) -> dict[str, Any]:
     steps = [(0.0, 30), (first, 10), (second, 30)]
     with SandboxProcess(30, latency) as sandbox:
         schedule = [(at, _setter(sandbox, k)) for at, k in steps[1:]]
-        run = asyncio.run(drive(sandbox.url, numbers(401, count), schedule=schedule))
+        run = asyncio.run(buy_with_client(sandbox.url, numbers(401, count), schedule=schedule))
         stats = sandbox.stats()
-    check_sandbox(stats, run["bought"])
     row = summarise(run, stats, k=30, latency=latency)
     row["steps"] = steps
     row["settle"] = [settle_time(run["trace"], steps, i, latency) for i in (1, 2)]
@@ -478,7 +545,6 @@ def two(*, quick: bool) -> dict[str, Any]:
         runs = [json.loads(child.communicate()[0]) for child in children]
         stats = sandbox.stats()
     bought = sum(run["bought"] for run in runs)
-    check_sandbox(stats, bought)
     began = min(run["wall_start"] for run in runs)
     ended = max(run["wall_start"] + run["seconds"] for run in runs)
     together = bought / (ended - began)
@@ -495,7 +561,7 @@ def two(*, quick: bool) -> dict[str, Any]:
         "latency": latency,
         "processes": runs,
         "bought": bought,
-        "failed": sum(run["failed"] for run in runs),
+        "failed": sum(run["failed"] + run["unknown"] for run in runs),
         "seconds": ended - began,
         "rate": together,
         "share": together / (k / latency),
@@ -505,6 +571,8 @@ def two(*, quick: bool) -> dict[str, Any]:
             for run in runs
         ],
         "posts_429": stats["posts"].get("429", 0) / posts,
+        "double": stats["purchases"] - stats["numbers"],
+        "untold": stats["numbers"] - bought,
     }
     for run in runs:
         del run["done_at"]
@@ -518,6 +586,24 @@ def two(*, quick: bool) -> dict[str, Any]:
     return row
 
 
+def rate(*, quick: bool) -> list[dict[str, Any]]:
+    """A rate limit of 100/s and no concurrency limit, L = 100 ms: the defaults, then the
+    client told the answer (a cap of rate x L = 10 in flight, so that it is never refused)."""
+    latency = 0.1
+    count = 400 if quick else 2_000
+    settings = (("defaults", {}), ("cap 10 = rate x L", {"max_concurrency": 10}))
+    rows = []
+    for i, (label, options) in enumerate(settings):
+        with SandboxProcess(None, latency, rate_limit=RATE_LIMIT) as sandbox:
+            run = asyncio.run(buy_with_client(sandbox.url, numbers(701 + i, count), **options))
+            stats = sandbox.stats()
+        del run["done_at"]
+        row = summarise(run, stats, k=None, latency=latency, capacity=RATE_LIMIT)
+        rows.append({"label": label, **row})
+        print(f"  rate {RATE_LIMIT:g}/s, {label}: {line(row)}", flush=True)
+    return rows
+
+
 def fixed(*, quick: bool) -> list[dict[str, Any]]:
     """The fixed settings of issue 16's table, with the real client, at K = 30, L = 100 ms."""
     k, latency = 30, 0.1
@@ -526,47 +612,29 @@ def fixed(*, quick: bool) -> list[dict[str, Any]]:
     for i, (label, rate, cap, concurrency) in enumerate(FIXED):
         with SandboxProcess(k, latency) as sandbox:
             run = asyncio.run(
-                buy_with_client(sandbox.url, numbers(601 + i, count), rate, cap, concurrency)
+                buy_with_client(
+                    sandbox.url,
+                    numbers(601 + i, count),
+                    rate_limit=rate,
+                    max_concurrency=cap,
+                    concurrency=concurrency,
+                )
             )
             stats = sandbox.stats()
-        check_sandbox(stats, run["bought"])
+        del run["done_at"]
         row = {"label": label, **summarise(run, stats, k=k, latency=latency)}
         rows.append(row)
         print(f"  {label}: {line(row)}", flush=True)
     return rows
 
 
-async def buy_with_client(
-    url: str, source: Iterable[str], rate: float | None, cap: int, concurrency: int
-) -> dict[str, Any]:
-    loop = asyncio.get_running_loop()
-    requests = (NumberPurchase(phone_number=number) for number in source)
-    client = TwilioNumbersClient(
-        ACCOUNT_SID, AUTH_TOKEN, base_url=url, rate_limit=rate, max_concurrency=cap
-    )
-    bought = failed = 0
-    t0 = loop.time()
-    async with client:
-        async for outcome in client.purchase_many(requests, concurrency=concurrency):
-            if outcome.ok:
-                bought += 1
-            else:
-                failed += 1
-    seconds = loop.time() - t0
-    return {
-        "bought": bought,
-        "failed": failed,
-        "seconds": seconds,
-        "rate": bought / seconds,
-        "trace": [(0.0, min(cap, concurrency)), (seconds, min(cap, concurrency))],
-    }
-
-
 def line(row: dict[str, Any]) -> str:
     return (
-        f"K {row['k']:>3}, L {row['latency'] * 1000:3.0f} ms: {row['rate']:6.1f}/s = "
-        f"{row['share']:.2f} of K/L, {100 * row['posts_429']:.1f}% of POSTs answered 429, "
-        f"{row['failed']} failed, {row['seconds']:.1f} s"
+        f"K {row['k']}, L {row['latency'] * 1000:3.0f} ms: {row['rate']:6.1f}/s = "
+        f"{row['share']:.2f} of capacity, {100 * row['posts_429']:.1f}% of POSTs answered 429, "
+        f"{row['failed']} failed, {row['unknown']} unknown, {row['double']} double, "
+        f"{row['seconds']:.1f} s, {row['client_cpu_us']:.0f} us client CPU per purchase, "
+        f"{row.get('sandbox_in_flight', 0):.1f} in flight at the sandbox on average"
     )
 
 
@@ -577,6 +645,19 @@ def markdown(results: dict[str, Any]) -> str:
     out: list[str] = []
     if "grid" in results:
         out += [*_table(results["grid"]), ""]
+    if "rate" in results:
+        out += [
+            f"Rate limit {RATE_LIMIT:g}/s, no concurrency limit, L = 100 ms:",
+            "",
+            "| client | purchases/s | share of the rate | POSTs answered 429 | failed | seconds |",
+            "|:---|---:|---:|---:|---:|---:|",
+        ]
+        out += [
+            f"| {row['label']} | {row['rate']:.0f} | {row['share']:.2f} "
+            f"| {100 * row['posts_429']:.1f}% | {row['failed']} | {row['seconds']:.1f} |"
+            for row in results["rate"]
+        ]
+        out.append("")
     if "aimd" in results:
         out += ["AIMD (rejected), L = 100 ms:", "", *_table(results["aimd"]), ""]
     if "fixed" in results:
@@ -598,8 +679,8 @@ def markdown(results: dict[str, Any]) -> str:
 def _table(rows: list[dict[str, Any]]) -> list[str]:
     return [
         "| K | L (ms) | K/L per s | purchases/s | share of K/L | held at K: share "
-        "| POSTs answered 429 | failed | seconds |",
-        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| POSTs answered 429 | failed | double | seconds |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
         *(_row(row) for row in rows),
     ]
 
@@ -609,7 +690,8 @@ def _row(row: dict[str, Any]) -> str:
     return (
         f"| {row['k']} | {row['latency'] * 1000:.0f} | {row['capacity']:.0f} | {row['rate']:.0f} "
         f"| {row['share']:.2f} | {'-' if fixed is None else f'{fixed:.2f}'} "
-        f"| {100 * row['posts_429']:.1f}% | {row['failed']} | {row['seconds']:.1f} |"
+        f"| {100 * row['posts_429']:.1f}% | {row['failed'] + row['unknown']} | {row['double']} "
+        f"| {row['seconds']:.1f} |"
     )
 
 
@@ -739,6 +821,7 @@ def _steps(trace: Iterable[Any], end: float) -> tuple[list[float], list[int]]:
 
 RUNNERS: Final[dict[str, Callable[..., Any]]] = {
     "grid": grid,
+    "rate": rate,
     "aimd": aimd,
     "change": change,
     "two": two,
@@ -750,9 +833,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     commands = parser.add_subparsers(dest="command")
     server = commands.add_parser("serve", help="(internal) the sandbox process")
-    server.add_argument("--max-concurrency", type=int, required=True)
+    server.add_argument("--max-concurrency", type=int)
+    server.add_argument("--rate-limit", type=float)
     server.add_argument("--latency", type=float, required=True)
-    server.add_argument("--seed", type=int, default=0)
     driver = commands.add_parser("drive", help="(internal) one driver process")
     driver.add_argument("url")
     driver.add_argument("--area", type=int, required=True)
@@ -763,6 +846,7 @@ def main() -> None:
     redraw.add_argument("-o", "--output", type=Path, default=HERE / "adaptive.png")
     parser.add_argument("--quick", action="store_true", help="a smoke run, under a minute")
     parser.add_argument("--only", help=f"comma-separated parts, of: {', '.join(PARTS)}")
+    parser.add_argument("--ks", default=",".join(map(str, KS)), help="the grid's K values")
     parser.add_argument("--output", type=Path, default=HERE / "adaptive.json")
     parser.add_argument("--plot", type=Path, default=HERE / "adaptive.png")
     args = parser.parse_args()
@@ -770,12 +854,12 @@ def main() -> None:
     if args.command == "serve":
         print(f"server pinned: {pin(SERVER_CPU)}", file=sys.stderr, flush=True)
         with contextlib.suppress(KeyboardInterrupt):
-            asyncio.run(serve(args.max_concurrency, args.latency, args.seed))
+            asyncio.run(serve(args.max_concurrency, args.rate_limit, args.latency))
         return
     if args.command == "drive":
         pin(CLIENT_CPU)
         time.sleep(max(0.0, args.start - time.time()))
-        run = asyncio.run(drive(args.url, numbers(args.area, args.count)))
+        run = asyncio.run(buy_with_client(args.url, numbers(args.area, args.count)))
         print(json.dumps(run))
         return
     if args.command == "plot":
@@ -796,7 +880,8 @@ def main() -> None:
     started = time.perf_counter()
     for part in parts:
         print(f"{part}:", flush=True)
-        results[part] = RUNNERS[part](quick=args.quick)
+        options = {"ks": tuple(int(k) for k in args.ks.split(","))} if part == "grid" else {}
+        results[part] = RUNNERS[part](quick=args.quick, **options)
         args.output.write_text(json.dumps(results) + "\n", encoding="utf-8")
     results["seconds"] = round(time.perf_counter() - started, 1)
     results["load_after"] = os.getloadavg()[0]
