@@ -102,8 +102,6 @@ _PAUSE_ROUND_TRIPS: Final = 4
 _PAUSE_MOST: Final = 2.0
 # What a refusal below a settled limit leaves of it (see _rejected).
 _YIELD: Final = 0.9
-#: What a rate limit's refusal (a 429 with ``Retry-After``) leaves of the limit, once a round trip.
-_RATE_CUT: Final = 0.75
 # Refusals remembered for _refused_ahead: far more than are ever heard during one request.
 _REFUSALS_KEPT: Final = 1024
 # Weight of the newest round trip in the smoothed latency (as TCP's SRTT: 1/8).
@@ -445,28 +443,6 @@ class AdaptiveConcurrency:
         # No waking here: the reporter still holds its slot, and a probe granted now would be
         # the limit-th in flight by the time it is sent, not one above. Leaving the block wakes.
 
-    def _rate_limited(self, slot: Slot) -> None:
-        # More in flight means more requests a second: past the account's rate, each round
-        # trip at this limit is refused more, and each refusal's pause releases everyone
-        # queued at once. How far past, the refused request's place does not say (a rate is
-        # refused whatever the concurrency), so the limit gives up a quarter, once a round
-        # trip, and growth ends: probes find out later whether the rate allows more.
-        if slot._probe:
-            self._probing = False
-        self._growing = False
-        self._step = 0
-        self._probe_due = False
-        self._since_probe = 0
-        # A rate's refusals come only once its burst allowance is spent, long after the limit
-        # passed it: probe seldom, since each probe that finds the rate costs a burst of them.
-        self._probe_rtts = _PROBE_RTTS_MOST
-        if slot._epoch != self._epoch:
-            return  # granted before the limit last moved: that move answered it already
-        bound = max(1, int(min(self._limit, slot._ordinal) * _RATE_CUT))
-        if bound < self._limit:
-            self._epoch += 1
-            self._move(bound, "rejected")
-
     def _rejected(self, slot: Slot) -> None:
         if slot._probe:
             self._probing = False
@@ -616,11 +592,6 @@ class Slot:
         """Twilio refused the request for concurrency: a 429 (20429) without ``Retry-After``."""
         self._report()
         self._limiter._rejected(self)
-
-    def rate_limited(self) -> None:
-        """Twilio refused the request for its rate: a 429 with ``Retry-After``."""
-        self._report()
-        self._limiter._rate_limited(self)
 
     def _report(self) -> None:
         if self._state != _HELD:

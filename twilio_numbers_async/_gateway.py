@@ -158,8 +158,7 @@ def _report(slot: Slot, response: Response) -> None:
     if status == 429:
         if response.headers.get("Retry-After") is None:
             slot.rejected()  # refused for concurrency: fewer in flight
-        else:
-            slot.rate_limited()  # a rate: the wait, and fewer a second from then on
+        # With a Retry-After it is a rate limit: the wait says it all, the limit stays.
     elif status < 500:
         slot.admitted(
             concurrent_requests=_count(response.headers.get("Twilio-Concurrent-Requests"))

@@ -57,10 +57,6 @@ class Held:
         self.answer.set_result(Slot.rejected)
         await self.task
 
-    async def rate_limit(self) -> None:
-        self.answer.set_result(Slot.rate_limited)
-        await self.task
-
     async def drop(self) -> None:
         """Leave without a report: an error that says nothing about the limit."""
         self.answer.set_result(lambda slot: None)
@@ -291,23 +287,6 @@ async def test_a_refusal_drops_the_limit_to_below_the_refused_request_at_once() 
     # A later refusal lower down is news: it drops the limit again.
     await held[5].reject()
     assert limits(changes) == [11, 5]
-    await finish([h.task for h in held])
-
-
-async def test_a_rate_limits_refusal_gives_up_a_quarter_once_a_round_trip_and_ends_growth() -> None:
-    """A 429 with Retry-After: a rate is refused whatever the concurrency, so the refused
-    request's place says nothing; more in flight is more a second, so fewer it is."""
-    changes: list[LimitChange] = []
-    limiter = AdaptiveConcurrency(initial=16, on_change=changes.append)
-    held = await hold(limiter, 16)
-    await held[15].rate_limit()
-    assert changes == [LimitChange(12, 16, "rejected")]
-    await held[14].rate_limit()  # sent before the cut: that cut answered it already
-    assert limiter.limit == 12
-    # Growth ended: answers that come back fine no longer raise the limit by one each.
-    for h in held[:14]:
-        await h.admit()
-    assert limiter.limit == 12
     await finish([h.task for h in held])
 
 
