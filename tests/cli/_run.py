@@ -8,13 +8,15 @@ the CLI runs through ``asyncio.create_subprocess_exec`` so that the sandbox keep
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import re
 import signal
 import subprocess
 import sys
-from collections.abc import Callable, Mapping
+import tempfile
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -39,6 +41,7 @@ __all__ = [
     "run_cli_async",
     "sandbox_env",
     "until",
+    "workdir",
     "write",
 ]
 
@@ -102,31 +105,57 @@ def cli_argv(*args: str, offline: bool = False) -> list[str]:
     return [sys.executable, "-m", "twilio_numbers_async", *args]
 
 
-def run_cli(*args: str, env: Mapping[str, str] | None = None, offline: bool = False) -> Run:
-    """The CLI in a subprocess, for commands that need no server from this test. Its stdin is
-    not a terminal (nor is anything else)."""
-    done = subprocess.run(  # noqa: S603 - our own module, with arguments the test chose
-        cli_argv(*args, offline=offline),
-        stdin=subprocess.DEVNULL,
-        capture_output=True,
-        text=True,
-        env=clean_env() if env is None else dict(env),
-        timeout=60,
-        check=False,
-    )
+@contextlib.contextmanager
+def workdir(cwd: Path | None) -> Iterator[Path]:
+    """Where the CLI runs: ``cwd`` (a test's ``tmp_path``, for a test that looks at what was
+    written there), else a new empty folder that must stay empty: a file the CLI leaves in
+    its working directory fails the test, and never lands in the repository."""
+    if cwd is not None:
+        yield cwd
+        return
+    with tempfile.TemporaryDirectory(prefix="twilio-numbers-cwd-") as scratch:
+        yield Path(scratch)
+        left = sorted(os.listdir(scratch))
+        assert not left, f"the CLI left files in its working directory: {left}"
+
+
+def run_cli(
+    *args: str,
+    env: Mapping[str, str] | None = None,
+    offline: bool = False,
+    cwd: Path | None = None,
+) -> Run:
+    """The CLI in a subprocess, in ``cwd`` (see :func:`workdir`), for commands that need no
+    server from this test. Its stdin is not a terminal (nor is anything else)."""
+    with workdir(cwd) as folder:
+        done = subprocess.run(  # noqa: S603 - our own module, with arguments the test chose
+            cli_argv(*args, offline=offline),
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            text=True,
+            env=clean_env() if env is None else dict(env),
+            cwd=folder,
+            timeout=60,
+            check=False,
+        )
     return Run(done.returncode, done.stdout, done.stderr)
 
 
-async def run_cli_async(*args: str, env: Mapping[str, str], offline: bool = False) -> Run:
-    """The CLI in a subprocess, while this test's event loop keeps a sandbox serving."""
-    process = await asyncio.create_subprocess_exec(
-        *cli_argv(*args, offline=offline),
-        stdin=asyncio.subprocess.DEVNULL,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-        env=dict(env),
-    )
-    stdout, stderr = await asyncio.wait_for(process.communicate(), timeout=60)
+async def run_cli_async(
+    *args: str, env: Mapping[str, str], offline: bool = False, cwd: Path | None = None
+) -> Run:
+    """The CLI in a subprocess, in ``cwd`` (see :func:`workdir`), while this test's event
+    loop keeps a sandbox serving."""
+    with workdir(cwd) as folder:
+        process = await asyncio.create_subprocess_exec(
+            *cli_argv(*args, offline=offline),
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+            env=dict(env),
+            cwd=folder,
+        )
+        stdout, stderr = await asyncio.wait_for(process.communicate(), timeout=60)
     assert process.returncode is not None
     return Run(process.returncode, stdout.decode(), stderr.decode())
 
@@ -147,29 +176,32 @@ async def kill_mid_run(
     held: Callable[[], int],
     on: Endpoint = "purchase",
     stop: signal.Signals = signal.SIGKILL,
+    cwd: Path | None = None,
 ) -> Run:
     """Run the CLI with ``args`` (two requests at a time) and stop it mid-way with ``stop``:
     once ``done()`` counts three requests to ``on`` served, the answers of the next two are
     held, and once ``held()`` counts both, the run can go no further and gets the signal. A
     SIGKILL leaves no record of how those two ended, as a crash would. The sandbox needs a
     latency (50 ms is plenty): without one, the run can finish before the faults are queued."""
-    process = await asyncio.create_subprocess_exec(
-        *cli_argv(*args, "--concurrency", "2"),
-        stdin=asyncio.subprocess.DEVNULL,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-        env=sandbox_env(sandbox),
-    )
-    try:
-        await until(lambda: done() >= 3)
-        sandbox.script(*[Fault.slow_after_commit(600)] * 2, on=on)
-        await until(lambda: held() == 2)
-        process.send_signal(stop)
-        stdout, stderr = await asyncio.wait_for(process.communicate(), timeout=60)
-    finally:
-        if process.returncode is None:
-            process.kill()
-            await process.communicate()
+    with workdir(cwd) as folder:
+        process = await asyncio.create_subprocess_exec(
+            *cli_argv(*args, "--concurrency", "2"),
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+            env=sandbox_env(sandbox),
+            cwd=folder,
+        )
+        try:
+            await until(lambda: done() >= 3)
+            sandbox.script(*[Fault.slow_after_commit(600)] * 2, on=on)
+            await until(lambda: held() == 2)
+            process.send_signal(stop)
+            stdout, stderr = await asyncio.wait_for(process.communicate(), timeout=60)
+        finally:
+            if process.returncode is None:
+                process.kill()
+                await process.communicate()
     assert process.returncode is not None
     return Run(process.returncode, stdout.decode(), stderr.decode())
 

@@ -7,6 +7,8 @@ import json
 import signal
 from pathlib import Path
 
+import pytest
+
 from tests.cli._run import (
     FAKE_CREDENTIALS,
     MIXED_CSV,
@@ -180,6 +182,7 @@ async def test_release_by_sid_says_which_were_already_gone(tmp_path: Path) -> No
             *("release", first.sid, second.sid, first.sid),
             *("--base-url", sandbox.url, "--json"),
             env=sandbox_env(sandbox),
+            cwd=tmp_path,
         )
 
         assert run.code == ExitCode.OK, run.stderr
@@ -191,7 +194,29 @@ async def test_release_by_sid_says_which_were_already_gone(tmp_path: Path) -> No
         }
         assert report["records"] is None
         assert sandbox.owned() == {}
-        assert files(tmp_path) == []  # nothing recorded without a journal
+        assert files(tmp_path) == []  # nothing recorded without a journal (it ran there)
+
+
+async def test_the_cli_runs_in_the_folder_a_test_gives_else_in_one_that_must_stay_empty(
+    tmp_path: Path,
+) -> None:
+    write(tmp_path, "area_code\n415\n")
+    async with Sandbox() as sandbox:
+        argv = ("bulk", "numbers.csv", "--base-url", sandbox.url)
+        run = await run_cli_async(
+            *argv, "--journal", "numbers.jsonl", env=sandbox_env(sandbox), cwd=tmp_path
+        )
+        assert run.code == ExitCode.OK, run.stderr
+        assert sorted(path.name for path in files(tmp_path)) == ["numbers.csv", "numbers.jsonl"]
+
+        # Without a folder given, a file the CLI leaves where it runs fails the test.
+        with pytest.raises(AssertionError, match=r"left files .*stray\.jsonl"):
+            await run_cli_async(
+                *("bulk", str(tmp_path / "numbers.csv"), "--journal", "stray.jsonl"),
+                *("--base-url", sandbox.url),
+                env=sandbox_env(sandbox),
+            )
+        assert not (Path.cwd() / "stray.jsonl").exists()
 
 
 async def test_a_file_in_the_way_of_the_records_exits_2_and_releases_nothing(
