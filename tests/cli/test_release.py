@@ -20,6 +20,7 @@ from tests.cli._run import (
     sandbox_env,
     write,
 )
+from twilio_numbers_async.bulk._journal import Journal
 from twilio_numbers_async.cli import ExitCode
 from twilio_numbers_async.cli._release import records_path
 from twilio_numbers_async.sandbox import Fault, Faults, ReleaseRecord, Sandbox
@@ -56,7 +57,8 @@ async def test_release_journal_releases_what_it_bought_and_a_rerun_nothing_twice
         assert first.code == ExitCode.OK, first.stderr
         report = first.json()
         assert (report["numbers"], report["released"], report["already_gone"]) == (3, 3, 0)
-        assert (report["released_earlier"], report["failed"], report["unsettled"]) == (0, 0, 0)
+        assert (report["released_earlier"], report["failed"], report["in_flight"]) == (0, 0, 0)
+        assert (report["not_found"], report["unknown"]) == (0, 0)
         assert {(r["sid"], r["phone_number"], r["status"]) for r in report["results"]} == {
             (sid, number, "released") for sid, number in bought.items()
         }
@@ -153,22 +155,65 @@ def held(sandbox: Sandbox) -> list[ReleaseRecord]:
     return [r for r in sandbox.releases if r.fault == "slow_after_commit"]
 
 
-async def test_a_journal_with_an_unknown_purchase_says_it_is_not_settled(tmp_path: Path) -> None:
+async def test_a_journal_with_an_unknown_purchase_says_to_check_the_account_and_exits_0(
+    tmp_path: Path,
+) -> None:
+    """An unknown outcome is final in the journal: no rerun settles it, so it gets the advice
+    to check the account, and does not make the command fail (a rerun would change nothing)."""
     csv_file, journal = write(tmp_path, "area_code\n415\n212\n"), tmp_path / "buy.jsonl"
     async with Sandbox() as sandbox:
         sandbox.script(Fault.error_after_commit())  # the first POSTed area code: unknown
         await bulk(sandbox, csv_file, journal, "--area-codes", "direct", "--concurrency", "1")
 
-        run = await run_cli_async(
-            "release", "--journal", str(journal), "--base-url", sandbox.url, "--json",
-            env=sandbox_env(sandbox),
-        )  # fmt: skip
+        argv = ("release", "--journal", str(journal), "--base-url", sandbox.url)
+        run = await run_cli_async(*argv, "--json", env=sandbox_env(sandbox))
+        again = await run_cli_async(*argv, env=sandbox_env(sandbox))
+
+        assert run.code == ExitCode.OK, run.stderr
+        report = run.json()
+        assert (report["numbers"], report["released"]) == (1, 1)
+        assert (report["in_flight"], report["unknown"]) == (0, 1)
+        # The number behind the unknown outcome is still there: the journal can't name it.
+        assert len(sandbox.owned()) == 1
+        assert again.code == ExitCode.OK, again.stderr
+        [line] = [line for line in again.stdout.splitlines() if line.lstrip().startswith("unknown")]
+        assert "check the account" in line
+        assert "Console" in line
+        assert "rerun the bulk command" not in again.stdout
+
+
+async def test_a_journal_with_a_request_in_flight_says_to_rerun_bulk_and_exits_1(
+    tmp_path: Path,
+) -> None:
+    csv_file, journal = write(tmp_path, "area_code\n415\n"), tmp_path / "buy.jsonl"
+    async with Sandbox() as sandbox:
+        await bulk(sandbox, csv_file, journal)
+        # A purchase sent when its run died: an intent, and no outcome.
+        book = Journal.open(journal, durable=False)
+        form = b"PhoneNumber=%2B14155550100"
+        key = Journal.key(sandbox.account_sid, "IncomingPhoneNumbers.json", form, 0)
+        await book.record_intent(
+            key,
+            index=1,
+            account_sid=sandbox.account_sid,
+            endpoint="IncomingPhoneNumbers.json",
+            form=form,
+        )
+        await book.close()
+
+        argv = ("release", "--journal", str(journal), "--base-url", sandbox.url)
+        run = await run_cli_async(*argv, "--json", env=sandbox_env(sandbox))
+        again = await run_cli_async(*argv, env=sandbox_env(sandbox))
 
         assert run.code == ExitCode.FAILED, run.stderr
         report = run.json()
-        assert (report["numbers"], report["released"], report["unsettled"]) == (1, 1, 1)
-        # The number behind the unknown outcome is still there: the journal can't name it.
-        assert len(sandbox.owned()) == 1
+        assert (report["released"], report["in_flight"], report["unknown"]) == (1, 1, 0)
+        assert again.code == ExitCode.FAILED
+        [line] = [
+            line for line in again.stdout.splitlines() if line.lstrip().startswith("in flight")
+        ]
+        assert "rerun the bulk command" in line
+        assert "Console" not in again.stdout
 
 
 async def test_release_by_sid_says_which_were_already_gone(tmp_path: Path) -> None:
@@ -185,13 +230,21 @@ async def test_release_by_sid_says_which_were_already_gone(tmp_path: Path) -> No
             cwd=tmp_path,
         )
 
-        assert run.code == ExitCode.OK, run.stderr
+        # A 404 for a SID given by hand is no "already gone": maybe it was, maybe it is another
+        # account's, so it is said, and the command fails.
+        assert run.code == ExitCode.FAILED, run.stderr
         report = run.json()
-        assert (report["numbers"], report["released"], report["already_gone"]) == (2, 1, 1)
+        assert (report["numbers"], report["released"], report["not_found"]) == (2, 1, 1)
+        assert report["already_gone"] == 0
         assert {(r["sid"], r["status"]) for r in report["results"]} == {
             (first.sid, "released"),
-            (second.sid, "gone"),
+            (second.sid, "not_found"),
         }
+        [missing] = [r for r in report["results"] if r["status"] == "not_found"]
+        assert missing["message"] == (
+            f"not found on account {sandbox.account_sid}: released earlier, or not this "
+            "account's (pass --account-sid for a subaccount's number)"
+        )
         assert report["records"] is None
         assert sandbox.owned() == {}
         assert files(tmp_path) == []  # nothing recorded without a journal (it ran there)
@@ -217,6 +270,28 @@ async def test_the_cli_runs_in_the_folder_a_test_gives_else_in_one_that_must_sta
                 env=sandbox_env(sandbox),
             )
         assert not (Path.cwd() / "stray.jsonl").exists()
+
+
+async def test_a_subaccounts_number_given_without_account_sid_is_not_found_and_exits_1(
+    tmp_path: Path,
+) -> None:
+    async with Sandbox() as sandbox:
+        subaccount = sandbox.add_subaccount()
+        async with sandbox.client() as client:
+            number = await client.create_incoming_phone_number(
+                area_code="415", account_sid=subaccount
+            )
+
+        argv = ("release", number.sid, "--base-url", sandbox.url)
+        run = await run_cli_async(*argv, env=sandbox_env(sandbox))
+        right = await run_cli_async(*argv, "--account-sid", subaccount, env=sandbox_env(sandbox))
+
+        assert run.code == ExitCode.FAILED, run.stdout
+        assert f"not found on account {sandbox.account_sid}" in run.stdout
+        assert "pass --account-sid for a subaccount's number" in run.stdout
+        assert "already gone" not in run.stdout
+        assert right.code == ExitCode.OK, right.stdout
+        assert sandbox.owned(subaccount) == {}
 
 
 async def test_a_file_in_the_way_of_the_records_exits_2_and_releases_nothing(

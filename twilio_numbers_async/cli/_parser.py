@@ -40,10 +40,12 @@ _KINDS: Final = ("local", "mobile", "toll_free")
 _EXIT_CODES: Final = """\
 exit codes:
   0    everything bought (demo: the audit passed; search: it ran; release: every number
-       released or already gone; sandbox: stopped)
+       given or in the journal released or already gone, the journal's unknown outcomes
+       listed to check on the account; sandbox: stopped)
   1    some purchase failed or its outcome is unknown (demo: the audit failed; release: some
-       release failed), or a bulk run stopped part way after buying: rerun the same command
-       to resume
+       release failed, a SID given was not found on the account, or the journal holds
+       requests in flight: rerun bulk, then release), or a bulk run stopped part way after
+       buying: rerun the same command to resume
   2    bad input, nothing bought: an option, a request field, the CSV file, the journal,
        missing credentials, credentials Twilio refused (HTTP 401) before any purchase, or
        no go-ahead to buy away from this machine (see --yes)

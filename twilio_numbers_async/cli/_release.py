@@ -37,7 +37,7 @@ __all__ = ["ReleaseRecords", "records_path", "run"]
 # Failures listed in a human summary; --json lists them all.
 _ROWS_SHOWN: Final = 50
 
-Status = Literal["released", "gone", "earlier", "failed"]
+Status = Literal["released", "gone", "not_found", "earlier", "failed"]
 
 
 @attrs.frozen
@@ -144,8 +144,14 @@ class _Release:
     #: Every number to release, those released by an earlier run included.
     numbers: list[_Number]
     records: ReleaseRecords | None = None
-    #: Requests of the journal that may have bought a number it can't name.
-    unsettled: int = 0
+    #: Requests of the journal sent when their run stopped, without an outcome: a bulk rerun
+    #: looks them up and settles them.
+    in_flight: int = 0
+    #: Requests of the journal whose outcome is unknown (maybe bought, no number to name): final
+    #: in the journal, so only a look at the account settles them.
+    unknown: int = 0
+    #: The account of the numbers given by SID: ``--account-sid``, else the credentials'.
+    account: str = ""
     results: list[_Result] = attrs.Factory(list)
     stopped: str | None = None
     elapsed: float = 0.0
@@ -172,9 +178,14 @@ class _Release:
             if self.records is not None:
                 self.records.close()
         self._report(time.perf_counter() - started)
-        return not (self.stopped or self.unsettled or self._count("failed"))
+        # Unknown outcomes do not fail the run: no rerun of anything settles them (they are
+        # listed, to check on the account), and every number the journal names is released.
+        return not (
+            self.stopped or self.in_flight or self._count("failed") or self._count("not_found")
+        )
 
     async def _release_all(self, client: TwilioNumbersClient, numbers: Iterable[_Number]) -> None:
+        self.account = self.args.account_sid or client.account_sid
         pending = iter(numbers)
 
         async def worker() -> None:
@@ -205,6 +216,12 @@ class _Release:
             return
         if self.records is not None:
             self.records.add(number, released=released)
+        elif not released:
+            # A SID given by hand and not on the account: maybe released before, maybe mistyped
+            # or another account's (a subaccount's, without --account-sid), and still billed
+            # there. Only a journal, which knows each number's account, makes a 404 "gone".
+            self.results.append(_Result(number, "not_found", _not_found(self.account)))
+            return
         self.results.append(_Result(number, "released" if released else "gone"))
 
     def _count(self, status: Status) -> int:
@@ -231,8 +248,10 @@ class _Release:
                     "released": self._count("released"),
                     "already_gone": self._count("gone"),
                     "released_earlier": len(earlier),
+                    "not_found": self._count("not_found"),
                     "failed": self._count("failed"),
-                    "unsettled": self.unsettled,
+                    "in_flight": self.in_flight,
+                    "unknown": self.unknown,
                     "results": [result.to_json() for result in [*earlier, *self.results]],
                     "journal": self.args.journal,
                     "records": os.fspath(self.records.path) if self.records else None,
@@ -249,18 +268,25 @@ class _Release:
         rows = [
             ("numbers", str(len(self.numbers)), source),
             ("released", str(self._count("released")), "by this run"),
-            ("already gone", str(self._count("gone")), "released before, not by this run"),
         ]
         if self.records is not None:
+            gone = ("already gone", str(self._count("gone")), "released before, not by this run")
+            rows.append(gone)
             rows.append(("released earlier", str(len(earlier)), f"recorded in {self.records.path}"))
+        else:
+            not_found = self._count("not_found")
+            rows.append(
+                ("not found", str(not_found), _not_found(self.account) if not_found else "")
+            )
         rows.append(("failed", str(self._count("failed")), "not released: run again"))
         if args.journal:
-            rows.append(("not settled", str(self.unsettled), _UNSETTLED if self.unsettled else ""))
+            rows.append(("in flight", str(self.in_flight), _IN_FLIGHT if self.in_flight else ""))
+            rows.append(("unknown", str(self.unknown), _UNKNOWN if self.unknown else ""))
         rows.append(("elapsed", f"{self.elapsed:.2f} s", ""))
         out.table("Release", rows)
         if self.stopped is not None:
             out.line(f"Stopped: {self.stopped}.")
-        failed = [result for result in self.results if result.status == "failed"]
+        failed = [r for r in self.results if r.status in ("failed", "not_found")]
         if failed:
             out.table(
                 "Not released",
@@ -274,9 +300,21 @@ class _Release:
                 out.line(f"... and {len(failed) - _ROWS_SHOWN} more: --json lists them all.")
 
 
-_UNSETTLED: Final = (
-    "in flight or unknown in the journal: rerun the bulk command to settle them, then this"
+_IN_FLIGHT: Final = (
+    "sent when the bulk run stopped, not settled: rerun the bulk command (it looks them up), "
+    "then this"
 )
+_UNKNOWN: Final = (
+    "maybe bought, the journal can't say which number: no rerun settles them; check the "
+    "account (Twilio's Console, see docs/bulk.md) and release what you find by SID"
+)
+
+
+def _not_found(account: str) -> str:
+    return (
+        f"not found on account {account}: released earlier, or not this account's (pass "
+        "--account-sid for a subaccount's number)"
+    )
 
 
 def run(args: Namespace, out: Output) -> Coroutine[Any, Any, bool]:
@@ -304,14 +342,18 @@ def _from_journal(args: Namespace, out: Output) -> _Release:
         raise FileNotFoundError(errno.ENOENT, os.strerror(errno.ENOENT), args.journal)
     journal = Journal.open(path, durable=False)
     numbers: list[_Number] = []
-    unsettled = 0
+    in_flight = unknown = 0
     try:
         for outcome in journal.outcomes():
-            if outcome is not None and outcome.number is not None:
+            if outcome is None:
+                in_flight += 1  # an intent and no outcome: the bulk rerun looks it up
+            elif outcome.number is not None:
                 number = outcome.number
                 numbers.append(_Number(number.sid, number.phone_number, number.account_sid))
-            elif outcome is None or outcome.status != "failed":
-                unsettled += 1  # maybe bought, and the journal can't say which number
+            elif outcome.status != "failed":
+                # Unknown (or bought and unreadable): final in the journal, and it can't say
+                # which number.
+                unknown += 1
     finally:
         # Nothing was written to it: closing waits for no fsync, only for a loop to run in.
         asyncio.run(journal.close())
@@ -320,7 +362,8 @@ def _from_journal(args: Namespace, out: Output) -> _Release:
         out,
         numbers,
         records=ReleaseRecords(records_path(path)),
-        unsettled=unsettled,
+        in_flight=in_flight,
+        unknown=unknown,
     )
 
 
