@@ -12,6 +12,7 @@ import pytest
 
 from tests.cli._run import (
     MIXED_CSV,
+    cli_argv,
     documented,
     kill_mid_run,
     run_cli_async,
@@ -291,9 +292,12 @@ async def test_an_interrupted_run_says_what_it_did_and_a_rerun_finishes_the_job(
             )
             assert [entry["row"] for entry in report["bought"]] == answered
             assert report["in_flight_rows"] == in_flight
+            assert report["not_sent_rows"] == []
         else:
             assert "Stopped before the end of the file: interrupted" in summary
-            assert f"In flight when it stopped: rows {in_flight[0]}, {in_flight[1]}." in summary
+            rows_cut = f"rows {in_flight[0]}, {in_flight[1]}."
+            assert f"In flight when it stopped (sent, unanswered): {rows_cut}" in summary
+            assert "Not sent" not in summary
             assert "Numbers bought" in summary
         # Then the command to resume.
         assert said in complaint
@@ -309,6 +313,75 @@ async def test_an_interrupted_run_says_what_it_did_and_a_rerun_finishes_the_job(
         # The two cut off were bought: found on the account, not bought again.
         assert [entry["row"] for entry in report["bought"] if entry["reconciled"]] == in_flight
         assert [cells[1] for cells in read_results(output)] == ["bought"] * rows
+
+
+@pytest.mark.parametrize("as_json", [True, False], ids=["json", "table"])
+async def test_an_interrupted_run_lists_as_in_flight_only_the_rows_sent_and_unanswered(
+    tmp_path: Path, as_json: bool
+) -> None:
+    """Rows taken from the file but not sent (here: area codes whose search is unanswered,
+    so no purchase was sent for them) are not "in flight": the rerun buys them as new."""
+    csv_file = write(
+        tmp_path,
+        "phone_number,area_code,friendly_name\n"
+        "+14156000001,,row-2\n+14156000002,,row-3\n,415,row-4\n,212,row-5\n",
+    )
+    journal = tmp_path / "j.jsonl"
+    async with Sandbox() as sandbox:
+        # Both given numbers bought, their answers held; both area codes' searches held.
+        sandbox.script(*[Fault.slow_after_commit(600)] * 2, on="purchase")
+        sandbox.script(*[Fault.slow_after_commit(600)] * 2, on="search")
+        argv = [
+            *("bulk", str(csv_file), "--journal", str(journal), "--base-url", sandbox.url),
+            *("--concurrency", "4"),
+        ]
+        process = await asyncio.create_subprocess_exec(
+            *cli_argv(*argv, *(["--json"] if as_json else [])),
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+            env=sandbox_env(sandbox),
+            cwd=tmp_path,
+        )
+        try:
+            await until(lambda: len(held(sandbox)) == 2 and held_searches(sandbox) == 2)
+            process.send_signal(signal.SIGINT)
+            out, err = await asyncio.wait_for(process.communicate(), timeout=60)
+        finally:
+            if process.returncode is None:
+                process.kill()
+                await process.communicate()
+        summary = out.decode()
+
+        assert process.returncode == ExitCode.INTERRUPTED, err.decode()
+        if as_json:
+            report = json.loads(summary)
+            assert report["in_flight_rows"] == [2, 3]
+            assert report["not_sent_rows"] == [4, 5]
+        else:
+            assert "In flight when it stopped (sent, unanswered): rows 2, 3." in summary
+            assert "Not sent when it stopped: rows 4, 5. The next run buys them as new." in summary
+
+        resumed = await run_cli_async(*argv, "--json", env=sandbox_env(sandbox), cwd=tmp_path)
+
+        assert resumed.code == ExitCode.OK, resumed.stderr
+        report = resumed.json()
+        assert [(entry["row"], entry["reconciled"]) for entry in report["bought"]] == [
+            (2, True),
+            (3, True),
+            (4, False),
+            (5, False),
+        ]
+        assert len(sandbox.purchases) == 4
+        assert len({p.friendly_name for p in sandbox.purchases}) == 4, "none bought twice"
+
+
+def held_searches(sandbox: Sandbox) -> int:
+    """How many searches of numbers for sale have their answers held back."""
+    return sum(
+        "/AvailablePhoneNumbers/" in record.path and record.fault == "slow_after_commit"
+        for record in sandbox.requests
+    )
 
 
 async def test_a_run_killed_mid_purchase_resumes_area_codes_without_an_unknown(

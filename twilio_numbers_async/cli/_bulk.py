@@ -14,6 +14,7 @@ from typing import Any, Final
 import attrs
 
 from twilio_numbers_async._checks import redact_url
+from twilio_numbers_async._serde import OutcomeRecord, read_journal_line
 from twilio_numbers_async.bulk import OutcomeStatus, PurchaseOutcome
 from twilio_numbers_async.client import TwilioNumbersClient
 from twilio_numbers_async.errors import AuthenticationError
@@ -46,8 +47,15 @@ class _BulkRun:
     bought: list[RowResult] = attrs.Factory(list)
     #: (row, outcome) of every outcome failed or unknown.
     attention: list[tuple[int, PurchaseOutcome]] = attrs.Factory(list)
-    #: The rows taken and not finished when the run stopped.
+    #: The rows sent and unanswered when the run stopped (an intent in the journal and no
+    #: outcome): the next run looks each of them up on the account.
     in_flight: list[int] = attrs.Factory(list)
+    #: The rows taken from the file but not sent when the run stopped: the next run buys them
+    #: as new.
+    not_sent: list[int] = attrs.Factory(list)
+    #: The rows whose outcome was recorded as the run stopped, before it could be shown: the
+    #: next run reports them from the journal.
+    unshown: list[int] = attrs.Factory(list)
     results: ResultsFile | None = None
     elapsed: float = 0.0
     #: Why the run stopped before the end of the file, if it did.
@@ -107,7 +115,27 @@ class _BulkRun:
             what = os_error(exc) if isinstance(exc, OSError) else one_line(exc)
             self.stopped = f"{what}; fix it and run the same command to resume"
         finally:
+            if rows:
+                self._sort_unfinished(rows)
+
+    def _sort_unfinished(self, rows: dict[int, int]) -> None:
+        """Sort the rows taken and not finished (input index → row) by what the journal, now
+        closed, says of each: sent and unanswered, not sent, or finished unshown."""
+        try:
+            states = _journal_states(self.args.journal)
+        except (OSError, ValueError):  # not to be read (moved, or changed by hand): say less
             self.in_flight = sorted(rows.values())
+            return
+        for index, row in rows.items():
+            state = states.get(index, "new")
+            if state == "in_flight":
+                self.in_flight.append(row)
+            elif state == "done":
+                self.unshown.append(row)
+            else:
+                self.not_sent.append(row)
+        for found in (self.in_flight, self.not_sent, self.unshown):
+            found.sort()
 
     def _take(self, result: RowResult, outcome: PurchaseOutcome) -> None:
         if isinstance(outcome.error, AuthenticationError) and self.stopped is None:
@@ -146,6 +174,7 @@ class _BulkRun:
             "unknown_rows": [row for row in rows if row["status"] == OutcomeStatus.UNKNOWN],
             "failed_rows": [row for row in rows if row["status"] == OutcomeStatus.FAILED],
             "in_flight_rows": self.in_flight,
+            "not_sent_rows": self.not_sent,
             "journal": os.fspath(args.journal),
             "output": os.fspath(args.output) if args.output else None,
             "stopped": self.stopped,
@@ -167,8 +196,18 @@ class _BulkRun:
             out.line(f"Stopped before the end of the file: {self.stopped}.")
         if self.in_flight:
             out.line(
-                f"In flight when it stopped: rows {_some(self.in_flight)}. The next run looks "
-                "each of them up on the account before it buys anything again."
+                f"In flight when it stopped (sent, unanswered): rows {_some(self.in_flight)}. "
+                "The next run looks each of them up on the account before it buys anything again."
+            )
+        if self.not_sent:
+            out.line(
+                f"Not sent when it stopped: rows {_some(self.not_sent)}. The next run buys them "
+                "as new."
+            )
+        if self.unshown:
+            out.line(
+                f"Finished as it stopped, not shown above: rows {_some(self.unshown)}. The next "
+                "run reports them from the journal."
             )
         bought = sorted(self.bought, key=_result_row)
         if bought:
@@ -201,6 +240,34 @@ def run(args: Namespace, out: Output) -> Coroutine[Any, Any, bool]:
         area_codes=args.area_codes,
     )
     return bulk.buy(client)
+
+
+def _journal_states(path: str | os.PathLike[str]) -> dict[int, str]:
+    """What a closed journal says of each request it names, by the request's index in the
+    input: ``in_flight`` (an intent and no outcome, or an outcome still in doubt: the next run
+    looks it up), ``done`` (an outcome), or ``new`` (recorded as not sent: sent again as new).
+    A request with no record at all was never sent either, and is absent."""
+    return dict(_journal_records(path).values())
+
+
+def _journal_records(path: str | os.PathLike[str]) -> dict[str, tuple[int, str]]:
+    """Per key of ``path``, the index of its request and its state (see
+    :func:`_journal_states`), by its last record; empty when there is no file."""
+    states: dict[str, tuple[int, str]] = {}  # key → (index, state), by its last record
+    try:
+        with open(path, "rb") as file:
+            for line in file:
+                key, record = read_journal_line(line)
+                if isinstance(record, OutcomeRecord):
+                    # As the journal reads it: an outcome in doubt is looked up first, as if
+                    # in flight; one that may be resent (not sent) goes as new.
+                    state = "in_flight" if record.in_doubt else "new" if record.resend else "done"
+                else:
+                    state = "in_flight"
+                states[key] = (record.index, state)
+    except FileNotFoundError:
+        return {}  # not created yet: nothing was sent
+    return states
 
 
 def _by_row(item: tuple[int, PurchaseOutcome]) -> int:
