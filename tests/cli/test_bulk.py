@@ -225,6 +225,25 @@ async def test_bulk_stopped_mid_run_reports_what_it_bought_and_exits_1(tmp_path:
         assert len({p.friendly_name for p in sandbox.purchases}) == 40, "none bought twice"
 
 
+async def test_a_credential_check_twilio_does_not_answer_is_no_bad_input(tmp_path: Path) -> None:
+    """A 429 (or a 5xx, or no answer) to the credential check says nothing of the credentials:
+    only a 401 or a 404 is bad input."""
+    csv_file, journal = write(tmp_path, "area_code\n415\n"), tmp_path / "j.jsonl"
+    async with Sandbox() as sandbox:
+        # More than the retries take: the check's look-up ends rate-limited.
+        sandbox.script(*[Fault.rate_limited(retry_after=0)] * 20, on="list")
+        run = await run_cli_async(
+            "bulk", str(csv_file), "--journal", str(journal), "--base-url", sandbox.url,
+            env=sandbox_env(sandbox),
+        )  # fmt: skip
+
+        assert run.code == ExitCode.FAILED, run.stderr
+        assert "error: could not check the credentials: " in run.stderr
+        assert "20429" in run.stderr
+        assert "refused" not in run.stderr
+        assert posts(sandbox) == 0
+
+
 async def test_a_journal_in_the_way_or_an_unknown_account_exits_2(tmp_path: Path) -> None:
     csv_file = write(tmp_path, "area_code\n415\n")
     corrupt = write(tmp_path, '{"v":1,"kind":"intent","key":"a#0"}\nnot json\n{}\n', "j.jsonl")

@@ -22,6 +22,7 @@ from ._tally import one_line
 __all__ = [
     "CREDENTIAL_VARIABLES",
     "PROG",
+    "CheckFailed",
     "ExitCode",
     "Interrupted",
     "UsageError",
@@ -72,6 +73,11 @@ class UsageError(Exception):
     """The command can't run as asked (missing credentials, a bad setting); nothing was done."""
 
 
+class CheckFailed(Exception):  # noqa: N818 - named for what the user hears
+    """A check before anything was sent could not be made (Twilio busy or unreachable): no bad
+    input, and nothing was done; running again may succeed."""
+
+
 def describe(exc: Exception) -> tuple[ExitCode, str]:
     """The exit code and message for an error a user can meet; anything else is a bug."""
     if isinstance(exc, AuthenticationError):
@@ -79,6 +85,8 @@ def describe(exc: Exception) -> tuple[ExitCode, str]:
             ExitCode.BAD_INPUT,
             f"Twilio refused the credentials: {one_line(exc)}; check {CREDENTIAL_VARIABLES}",
         )
+    if isinstance(exc, CheckFailed):
+        return ExitCode.FAILED, f"{exc}; nothing was sent: run the same command again"
     if isinstance(exc, RequestValidationError):
         return ExitCode.BAD_INPUT, f"{option(exc.field)}: {exc.reason}"
     if isinstance(exc, CsvError):

@@ -22,7 +22,7 @@ from typing import Any, Final, TypeAlias
 from twilio_numbers_async.errors import JournalError, TwilioNumbersError
 
 from ._csv import CsvError
-from ._errors import PROG, ExitCode, Interrupted, UsageError, describe, say
+from ._errors import PROG, CheckFailed, ExitCode, Interrupted, UsageError, describe, say
 from ._parser import build_parser, check
 
 try:
@@ -75,7 +75,7 @@ def _run(args: argparse.Namespace, argv: Sequence[str]) -> int:
         if args.command == "sandbox":
             return ExitCode.OK  # the way a sandbox is stopped
         return _fail(out, ExitCode.INTERRUPTED, _after(stop, args.command, argv))
-    except (TwilioNumbersError, CsvError, JournalError, OSError, UsageError) as exc:
+    except (TwilioNumbersError, CsvError, JournalError, OSError, UsageError, CheckFailed) as exc:
         code, message = describe(exc)
         return _fail(out, code, message)
     return ExitCode.OK if ok else ExitCode.FAILED

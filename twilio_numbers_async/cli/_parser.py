@@ -45,10 +45,12 @@ exit codes:
   1    some purchase failed or its outcome is unknown (demo: the audit failed; release: some
        release failed, a SID given was not found on the account, or the journal holds
        requests in flight: rerun bulk, then release), or a bulk run stopped part way after
-       buying: rerun the same command to resume
+       buying: rerun the same command to resume; or the credentials could not be checked
+       (a 429, a 5xx, no answer) before anything was sent
   2    bad input, nothing bought: an option, a request field, the CSV file, the journal,
-       missing credentials, credentials Twilio refused (HTTP 401) before any purchase, or
-       no go-ahead to buy away from this machine (see --yes)
+       missing credentials, credentials Twilio refused (HTTP 401) or an account it does
+       not know (HTTP 404) before any purchase, or no go-ahead to buy away from this
+       machine (see --yes)
   130  interrupted (Ctrl-C or SIGTERM); bulk shows what it did, and the same command
        resumes from its journal
 """

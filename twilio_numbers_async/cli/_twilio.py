@@ -22,9 +22,9 @@ import attrs
 
 from twilio_numbers_async._checks import is_loopback_host
 from twilio_numbers_async.client import TwilioNumbersClient
-from twilio_numbers_async.errors import AuthenticationError, TwilioApiError
+from twilio_numbers_async.errors import AuthenticationError, TwilioApiError, TwilioNumbersError
 
-from ._errors import CREDENTIAL_VARIABLES, PROG, UsageError, say
+from ._errors import CREDENTIAL_VARIABLES, PROG, CheckFailed, UsageError, say
 from ._tally import one_line
 
 __all__ = ["BASE_URL_VARIABLE", "Destination", "GoAhead", "check_credentials", "connect"]
@@ -35,6 +35,8 @@ _YES: Final = frozenset({"y", "yes"})
 # Any valid number will do for a look-up that only checks the credentials: this is the magic
 # number of Twilio's test credentials, which a live account does not hold.
 _PROBE_NUMBER: Final = "+15005550006"
+#: What Twilio answers for an account the credentials can't see (20404): bad input, as a 401 is.
+_NOT_FOUND: Final = 404
 
 
 class _Host(enum.Enum):
@@ -119,17 +121,22 @@ def connect(args: Namespace, *, go_ahead: GoAhead | None, **settings: Any) -> Tw
 
 async def check_credentials(client: TwilioNumbersClient, account_sid: str | None) -> None:
     """Check the credentials (and the account) with one read before a run of many requests,
-    which a wrong token or account would otherwise fail one by one: refused, it is bad input,
-    and nothing was changed."""
+    which a wrong token or account would otherwise fail one by one: refused (401, or 404 for
+    the account), it is bad input, and nothing was changed. Any other failure (a 429, a 5xx,
+    no answer) says nothing of the credentials: :class:`CheckFailed`, the failure exit code."""
     try:
         await client.find_incoming_phone_number(_PROBE_NUMBER, account_sid=account_sid)
     except AuthenticationError:
         raise  # mapped to bad input, with the credentials' variables named
     except TwilioApiError as exc:
+        if exc.status != _NOT_FOUND:
+            raise CheckFailed(f"could not check the credentials: {one_line(exc)}") from exc
         account = account_sid or client.account_sid
         raise UsageError(
             f"Twilio refused to list the numbers of {account}: {one_line(exc)}"
         ) from exc
+    except TwilioNumbersError as exc:  # a 429 or a 5xx that outlasted the retries, no answer
+        raise CheckFailed(f"could not check the credentials: {one_line(exc)}") from exc
 
 
 def _confirm(question: str, risk: str) -> None:
