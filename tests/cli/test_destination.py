@@ -26,6 +26,7 @@ from tests.cli._run import (
     run_cli,
     run_cli_async,
     sandbox_env,
+    workdir,
     write,
 )
 from twilio_numbers_async.cli import ExitCode
@@ -150,31 +151,49 @@ def test_yes_goes_ahead_without_asking(tmp_path: Path) -> None:
 
 
 def answer_in_a_terminal(answer: str | signal.Signals, *args: str, env: dict[str, str]) -> Run:
-    """Run the CLI offline with a terminal (a pty) as its stdin: wait for its question on
-    stderr, then type ``answer`` and Enter (or send it the signal ``answer``)."""
+    """Run the CLI offline with a terminal (a pty) as its stdin and stderr: wait for its
+    question on stderr, then type ``answer`` and Enter (or send it the signal ``answer``)."""
     terminal, its_end = pty.openpty()
-    process = subprocess.Popen(  # noqa: S603 - our own module, with arguments the test chose
-        cli_argv(*args, offline=True),
-        stdin=its_end,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        env=env,
-    )
-    os.close(its_end)
-    try:
-        assert process.stderr is not None
-        asked = read_until(process.stderr.fileno(), b"[y/N] ")
-        if isinstance(answer, signal.Signals):
-            process.send_signal(answer)
-        else:
-            os.write(terminal, f"{answer}\n".encode())
-        stdout, stderr = process.communicate(timeout=60)
-    finally:
-        os.close(terminal)
-        if process.poll() is None:
-            process.kill()
-            process.communicate()
-    return Run(process.returncode, stdout.decode(), (asked + stderr).decode())
+    with workdir(None) as folder:
+        process = subprocess.Popen(  # noqa: S603 - our own module, with arguments the test chose
+            cli_argv(*args, offline=True),
+            stdin=its_end,
+            stdout=subprocess.PIPE,
+            stderr=its_end,
+            env=env,
+            cwd=folder,
+        )
+        os.close(its_end)
+        try:
+            asked = read_until(terminal, b"[y/N] ")
+            if isinstance(answer, signal.Signals):
+                process.send_signal(answer)
+            else:
+                os.write(terminal, f"{answer}\n".encode())
+            stdout, _ = process.communicate(timeout=60)
+            said = read_to_the_end(terminal)
+        finally:
+            os.close(terminal)
+            if process.poll() is None:
+                process.kill()
+                process.communicate()
+    # The terminal ends its lines with CR LF, and echoes what is typed.
+    stderr = (asked + said).decode().replace("\r\n", "\n")
+    return Run(process.returncode, stdout.decode(), stderr)
+
+
+def read_to_the_end(fd: int) -> bytes:
+    """What a pty's other end gives until the process on it has exited and all is read."""
+    seen = b""
+    while select.select([fd], [], [], 30)[0]:
+        try:
+            chunk = os.read(fd, 4096)
+        except OSError:  # EIO: every end of the terminal is closed, and all was read
+            break
+        if not chunk:
+            break
+        seen += chunk
+    return seen
 
 
 def read_until(fd: int, marker: bytes, timeout: float = 30.0) -> bytes:
@@ -201,6 +220,32 @@ def test_in_a_terminal_no_answer_but_yes_buys_nothing(answer: str | signal.Signa
     assert run.code == ExitCode.BAD_INPUT
     assert "not confirmed: nothing was sent" in run.stderr
     assert WENT_AHEAD not in run.stderr
+
+
+def test_with_stderr_not_a_terminal_it_refuses_rather_than_ask_unseen(tmp_path: Path) -> None:
+    """``2>file``: the question would go to the file, and the command would wait for an answer
+    to a question nobody sees. It refuses, and says to add --yes."""
+    terminal, its_end = pty.openpty()
+    os.write(terminal, b"y\n")  # typed ahead: asked anyway, it would go ahead
+    try:
+        process = subprocess.run(  # noqa: S603 - our own module, with arguments the test chose
+            cli_argv("buy", "+14155550100", offline=True),
+            stdin=its_end,
+            capture_output=True,
+            env=clean_env(**FAKE),
+            cwd=tmp_path,
+            timeout=60,
+            check=False,
+        )
+    finally:
+        os.close(its_end)
+        os.close(terminal)
+    stderr = process.stderr.decode()
+
+    assert process.returncode == ExitCode.BAD_INPUT, stderr
+    assert "[y/N]" not in stderr
+    assert "stderr, where the question goes, is not a terminal; add --yes" in stderr
+    assert WENT_AHEAD not in stderr
 
 
 def test_in_a_terminal_yes_buys() -> None:

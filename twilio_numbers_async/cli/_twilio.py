@@ -145,6 +145,13 @@ def _confirm(question: str, risk: str) -> None:
             f"not confirmed: {question} {risk}, and stdin is not a terminal to ask on; add "
             "--yes to go ahead. Nothing was sent"
         )
+    if sys.stderr is None or not sys.stderr.isatty():
+        # The question goes to stderr: redirected (2>file), it would wait for an answer to a
+        # question nobody sees.
+        raise UsageError(
+            f"not confirmed: {question} {risk}, and stderr, where the question goes, is not a "
+            "terminal; add --yes to go ahead. Nothing was sent"
+        )
     try:
         # On stderr, as the answer comes from the terminal: stdout may be a file of --json.
         sys.stderr.write(f"{PROG}: {question}? [y/N] ")
