@@ -97,6 +97,15 @@ def test_a_busy_port_is_named() -> None:
         run = run_cli("sandbox", "--port", str(port))
 
     assert run.code == ExitCode.BAD_INPUT
-    assert f"can't listen on 127.0.0.1 port {port}: another program is using it" in run.stderr
+    assert f"can't listen on '127.0.0.1' port {port}: another program is using it" in run.stderr
     assert "Errno" not in run.stderr
     assert "Traceback" not in run.stderr
+
+
+def test_a_host_with_a_line_break_is_shown_on_one_line() -> None:
+    run = run_cli("sandbox", "--host", "127.0.0.1\n", "--port", "0")
+
+    assert run.code == ExitCode.BAD_INPUT
+    [line] = run.stderr.splitlines()
+    assert "'127.0.0.1\\n'" in line
+    assert "error: " in line

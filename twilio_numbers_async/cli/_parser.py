@@ -514,7 +514,7 @@ def check(args: argparse.Namespace) -> None:
     if args.command == "sandbox" and not args.allow_remote and not is_loopback_host(args.host):
         _usage_error(
             prog,
-            f"--host {args.host} is reachable from other machines, and the sandbox speaks "
+            f"--host {args.host!r} is reachable from other machines, and the sandbox speaks "
             "plain http with credentials it prints; add --allow-remote if you mean it",
         )
 

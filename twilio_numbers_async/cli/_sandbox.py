@@ -44,7 +44,8 @@ async def run(args: Namespace, out: Output) -> bool:
 
 
 def _cannot_listen(host: str, port: int, exc: OSError) -> str:
-    where = f"{host} port {port}"
+    # repr: a value with a line break or a space in it is shown as it is, on one line.
+    where = f"{host!r} port {port}"
     if exc.errno == errno.EADDRINUSE:
         return (
             f"can't listen on {where}: another program is using it; stop that program, or "
@@ -53,7 +54,7 @@ def _cannot_listen(host: str, port: int, exc: OSError) -> str:
     if exc.errno == errno.EACCES:
         return f"can't listen on {where}: not allowed (ports below 1024 need privileges)"
     if exc.errno == errno.EADDRNOTAVAIL:
-        return f"can't listen on {where}: {host} is not an address of this machine"
+        return f"can't listen on {where}: {host!r} is not an address of this machine"
     return f"can't listen on {where}: {os_error(exc)}"
 
 
