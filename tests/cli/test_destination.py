@@ -122,6 +122,29 @@ def test_without_a_terminal_buying_for_real_needs_yes(
     assert not (tmp_path / "j.jsonl").exists()
 
 
+async def test_a_bulk_rerun_asks_saying_how_many_rows_the_journal_has_done(
+    tmp_path: Path,
+) -> None:
+    csv_file, journal = write(tmp_path, "area_code\n415\n212\n"), tmp_path / "j.jsonl"
+    async with Sandbox() as sandbox:
+        first = await run_cli_async(
+            "bulk", str(csv_file), "--journal", str(journal), "--base-url", sandbox.url,
+            env=sandbox_env(sandbox),
+        )  # fmt: skip
+        assert first.code == ExitCode.OK, first.stderr
+
+    run = run_cli(
+        "bulk", str(csv_file), "--journal", str(journal), env=clean_env(**FAKE), offline=True
+    )
+
+    assert run.code == ExitCode.BAD_INPUT
+    assert (
+        f"buy up to 2 numbers, one per row of {csv_file} (2 already done in {journal}) on "
+        f"account {FAKE['TWILIO_ACCOUNT_SID']}"
+    ) in run.stderr
+    assert WENT_AHEAD not in run.stderr
+
+
 def test_a_search_says_where_it_goes_and_needs_no_go_ahead() -> None:
     # A search changes nothing on the account: nothing to confirm, even without a terminal.
     run = run_cli("search", "--area-code", "415", env=clean_env(**FAKE), offline=True)

@@ -231,15 +231,31 @@ def run(args: Namespace, out: Output) -> Coroutine[Any, Any, bool]:
     """Check every row and get the go-ahead, before the event loop starts; then buy every row
     of the CSV file, with a journal that makes a rerun resume."""
     bulk = _BulkRun(args, out, total=check_csv(args.file))  # every row, before anything is bought
+
+    def action() -> str:
+        # Only when asking: reading a long journal costs a moment.
+        what = f"buy up to {bulk.total} numbers, one per row of {os.fspath(args.file)}"
+        done = _done_in(args.journal)
+        return f"{what} ({done} already done in {os.fspath(args.journal)})" if done else what
+
     client = connect(
         args,
-        go_ahead=GoAhead(f"buy up to {bulk.total} numbers, one per row of {os.fspath(args.file)}"),
+        go_ahead=GoAhead(action),
         rate_limit=args.rate,
         max_concurrency=args.concurrency,
         on_retry=bulk.tally.on_retry,
         area_codes=args.area_codes,
     )
     return bulk.buy(client)
+
+
+def _done_in(journal: str | os.PathLike[str]) -> int:
+    """How many requests ``journal`` has an outcome for, which a run sends no more: read only
+    (the run opens it, and says what is wrong with it); 0 if it can't be read."""
+    try:
+        return sum(state == "done" for _, state in _journal_records(journal).values())
+    except (OSError, ValueError):
+        return 0
 
 
 def _journal_states(path: str | os.PathLike[str]) -> dict[int, str]:

@@ -15,6 +15,7 @@ import enum
 import os
 import sys
 from argparse import Namespace
+from collections.abc import Callable
 from typing import Any, Final
 from urllib.parse import urlsplit
 
@@ -86,8 +87,9 @@ class Destination:
 class GoAhead:
     """What a command that changes the account asks the user to confirm."""
 
-    #: What it will do, such as ``"buy +14155550100"``.
-    action: str
+    #: What it will do, such as ``"buy +14155550100"``; or a function that says it, called only
+    #: when the question is asked.
+    action: str | Callable[[], str]
     #: What it does for real, as the destination line says it: ``"purchases"``...
     stakes: str = "purchases"
     #: Why it needs a go-ahead, for the message when there is no terminal to ask on.
@@ -115,7 +117,8 @@ def connect(args: Namespace, *, go_ahead: GoAhead | None, **settings: Any) -> Tw
     say(f"requests go to {destination.said(go_ahead.stakes if go_ahead else None)}")
     if go_ahead is not None and destination.may_be_real and not args.yes:
         account = args.account_sid or client.account_sid
-        _confirm(f"{go_ahead.action} on account {account}, at {destination.url}", go_ahead.risk)
+        action = go_ahead.action() if callable(go_ahead.action) else go_ahead.action
+        _confirm(f"{action} on account {account}, at {destination.url}", go_ahead.risk)
     return client
 
 
