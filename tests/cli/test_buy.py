@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from tests.cli._run import run_cli, run_cli_async, sandbox_env
 from twilio_numbers_async.cli import ExitCode
 from twilio_numbers_async.sandbox import Sandbox
@@ -34,6 +36,9 @@ async def test_buy_a_given_number_with_fields_through_base_url() -> None:
         number = run.json()
         assert number["phone_number"] == "+14155550100"
         assert number["friendly_name"] == "support line"
+        # Dates in ISO 8601, as the table shows them, not Twilio's RFC 2822.
+        for field in ("date_created", "date_updated"):
+            assert datetime.fromisoformat(number[field]).tzinfo is not None, number[field]
         [purchase] = sandbox.purchases
         assert number["sid"] == purchase.sid
         assert purchase.form == {

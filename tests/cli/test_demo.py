@@ -67,6 +67,20 @@ def test_demo_plain_output_shows_the_summary_and_the_audit() -> None:
     assert "requests go to a sandbox in this process" in run.stderr
 
 
+def test_demo_says_some_sales_are_behind_unknown_outcomes_only_when_some_are() -> None:
+    plain = run_cli("demo", "--count", "40", "--faults", "none")
+    lossy = run_cli(
+        *("demo", "--count", "40", "--area-codes", "direct"),
+        *("--faults", "drop_after_commit=0.5", "--seed", "1"),
+    )
+
+    [sold] = [line for line in plain.stdout.splitlines() if "sold by the sandbox" in line]
+    assert sold.split() == ["sold", "by", "the", "sandbox", "36", "bought"]
+    assert "unknown" in lossy.stdout
+    [sold] = [line for line in lossy.stdout.splitlines() if "sold by the sandbox" in line]
+    assert sold.endswith("bought, and some behind unknown")
+
+
 async def test_demo_without_faults_fails_only_by_design() -> None:
     report = await run_demo(DemoSettings(count=40, faults=Faults(), faults_label="none"))
 

@@ -29,7 +29,10 @@ from twilio_numbers_async.cli._parser import build_parser
     ("argv", "message"),
     [
         (["buy"], "give a PHONE_NUMBER"),
-        (["buy", "+14155550100", "--area-code", "415"], "give a PHONE_NUMBER"),
+        (
+            ["buy", "+14155550100", "--area-code", "415"],
+            "give a PHONE_NUMBER or --area-code, not both",
+        ),
         (["buy", "--mobile", "--area-code", "415"], "--mobile"),
         (["buy", "--area-code", "415", "--voice-method", "PUT"], "'PUT' is not one of GET or POST"),
         (["demo", "--count", "0"], "between"),

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 from argparse import Namespace
 from collections.abc import Coroutine
+from datetime import datetime
 from typing import Any
+
+import attrs
 
 from twilio_numbers_async._serde import number_to_json
 from twilio_numbers_async.client import TwilioNumbersClient
@@ -35,10 +38,21 @@ async def _buy(
     async with client:
         number = await client.purchase(request, account_sid=args.account_sid)
     if out.json_mode:
-        out.json(number_to_json(number))
+        out.json(_number_json(number))
     else:
         out.table("Bought", _rows(number))
     return True
+
+
+def _number_json(number: IncomingPhoneNumber) -> dict[str, Any]:
+    """The number as Twilio sends it, but its dates in ISO 8601, as the table shows them and
+    as every other date the command line writes (Twilio's RFC 2822 dates are for Twilio)."""
+    data = number_to_json(number)
+    for field in attrs.fields(IncomingPhoneNumber):
+        value = getattr(number, field.name)
+        if isinstance(value, datetime) and field.name in data:
+            data[field.name] = value.isoformat()
+    return data
 
 
 def _purchase(request: PurchaseRequest) -> str:

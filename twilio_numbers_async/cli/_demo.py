@@ -203,7 +203,7 @@ def _show(out: Output, report: DemoReport) -> None:
         ("requested", str(report.settings.count), ""),
         *summary_rows(report.tally, unknown=_UNKNOWN[report.settings.area_codes]),
         ("elapsed", f"{report.elapsed:.2f} s", f"{report.purchases_per_s:.0f} purchases/s"),
-        ("sold by the sandbox", str(report.sold_by_sandbox), "bought, and some behind unknown"),
+        ("sold by the sandbox", str(report.sold_by_sandbox), _sold(report)),
         ("faults injected", str(sum(report.faults_injected.values())), _faults(report)),
     ]
     out.table("Outcomes", rows)
@@ -223,6 +223,12 @@ def _show(out: Output, report: DemoReport) -> None:
         )
     else:
         out.line("AUDIT FAILED: see the tags above.", style="bold red")
+
+
+def _sold(report: DemoReport) -> str:
+    if report.tally.progress.unknown:
+        return "bought, and some behind unknown"
+    return "bought"
 
 
 def _faults(report: DemoReport) -> str:

@@ -499,7 +499,9 @@ def check(args: argparse.Namespace) -> None:
     """What argparse can't say alone; a usage error (``SystemExit``, exit 2) as argparse's."""
     prog = f"{PROG} {args.command}"
     if args.command == "buy":
-        if (args.phone_number is None) == (args.area_code is None):
+        if args.phone_number is not None and args.area_code is not None:
+            _usage_error(prog, "give a PHONE_NUMBER or --area-code, not both")
+        if args.phone_number is None and args.area_code is None:
             _usage_error(prog, "give a PHONE_NUMBER, or --area-code for any number in one")
         if args.mobile and args.area_code is not None:
             _usage_error(prog, "--mobile buys a given PHONE_NUMBER; it takes no --area-code")
