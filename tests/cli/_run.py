@@ -16,7 +16,8 @@ import signal
 import subprocess
 import sys
 import tempfile
-from collections.abc import Callable, Iterator, Mapping
+from asyncio.subprocess import Process
+from collections.abc import Awaitable, Callable, Iterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -35,6 +36,7 @@ __all__ = [
     "clean_env",
     "cli_argv",
     "documented",
+    "interrupt_cli",
     "kill_mid_run",
     "read_until",
     "run_cli",
@@ -141,20 +143,24 @@ def run_cli(
     return Run(done.returncode, done.stdout, done.stderr)
 
 
+async def _start(argv: list[str], env: Mapping[str, str], folder: Path) -> Process:
+    return await asyncio.create_subprocess_exec(
+        *argv,
+        stdin=asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        env=dict(env),
+        cwd=folder,
+    )
+
+
 async def run_cli_async(
     *args: str, env: Mapping[str, str], offline: bool = False, cwd: Path | None = None
 ) -> Run:
     """The CLI in a subprocess, in ``cwd`` (see :func:`workdir`), while this test's event
     loop keeps a sandbox serving."""
     with workdir(cwd) as folder:
-        process = await asyncio.create_subprocess_exec(
-            *cli_argv(*args, offline=offline),
-            stdin=asyncio.subprocess.DEVNULL,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
-            env=dict(env),
-            cwd=folder,
-        )
+        process = await _start(cli_argv(*args, offline=offline), env, folder)
         stdout, stderr = await asyncio.wait_for(process.communicate(), timeout=60)
     assert process.returncode is not None
     return Run(process.returncode, stdout.decode(), stderr.decode())
@@ -167,6 +173,29 @@ async def until(condition: Callable[[], bool]) -> None:
     async with asyncio.timeout(30):
         while not condition():  # noqa: ASYNC110
             await asyncio.sleep(0.01)
+
+
+async def interrupt_cli(
+    *args: str,
+    env: Mapping[str, str],
+    when: Callable[[], Awaitable[None]],
+    stop: signal.Signals = signal.SIGINT,
+    cwd: Path | None = None,
+) -> Run:
+    """Run the CLI with ``args``, and send it ``stop`` once ``when()`` returns (the run has
+    reached the point the test wants it stopped at)."""
+    with workdir(cwd) as folder:
+        process = await _start(cli_argv(*args), env, folder)
+        try:
+            await when()
+            process.send_signal(stop)
+            stdout, stderr = await asyncio.wait_for(process.communicate(), timeout=60)
+        finally:
+            if process.returncode is None:
+                process.kill()
+                await process.communicate()
+    assert process.returncode is not None
+    return Run(process.returncode, stdout.decode(), stderr.decode())
 
 
 async def kill_mid_run(
@@ -183,27 +212,15 @@ async def kill_mid_run(
     held, and once ``held()`` counts both, the run can go no further and gets the signal. A
     SIGKILL leaves no record of how those two ended, as a crash would. The sandbox needs a
     latency (50 ms is plenty): without one, the run can finish before the faults are queued."""
-    with workdir(cwd) as folder:
-        process = await asyncio.create_subprocess_exec(
-            *cli_argv(*args, "--concurrency", "2"),
-            stdin=asyncio.subprocess.DEVNULL,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
-            env=sandbox_env(sandbox),
-            cwd=folder,
-        )
-        try:
-            await until(lambda: done() >= 3)
-            sandbox.script(*[Fault.slow_after_commit(600)] * 2, on=on)
-            await until(lambda: held() == 2)
-            process.send_signal(stop)
-            stdout, stderr = await asyncio.wait_for(process.communicate(), timeout=60)
-        finally:
-            if process.returncode is None:
-                process.kill()
-                await process.communicate()
-    assert process.returncode is not None
-    return Run(process.returncode, stdout.decode(), stderr.decode())
+
+    async def stuck() -> None:
+        await until(lambda: done() >= 3)
+        sandbox.script(*[Fault.slow_after_commit(600)] * 2, on=on)
+        await until(lambda: held() == 2)
+
+    return await interrupt_cli(
+        *args, "--concurrency", "2", env=sandbox_env(sandbox), when=stuck, stop=stop, cwd=cwd
+    )
 
 
 async def read_until(stream: asyncio.StreamReader, marker: str) -> list[str]:

@@ -12,8 +12,8 @@ import pytest
 
 from tests.cli._run import (
     MIXED_CSV,
-    cli_argv,
     documented,
+    interrupt_cli,
     kill_mid_run,
     run_cli_async,
     sandbox_env,
@@ -354,25 +354,16 @@ async def test_an_interrupted_run_lists_as_in_flight_only_the_rows_sent_and_unan
             *("bulk", str(csv_file), "--journal", str(journal), "--base-url", sandbox.url),
             *("--concurrency", "4"),
         ]
-        process = await asyncio.create_subprocess_exec(
-            *cli_argv(*argv, *(["--json"] if as_json else [])),
-            stdin=asyncio.subprocess.DEVNULL,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
+        stopped = await interrupt_cli(
+            *argv,
+            *(["--json"] if as_json else []),
             env=sandbox_env(sandbox),
+            when=lambda: until(lambda: len(held(sandbox)) == 2 and held_searches(sandbox) == 2),
             cwd=tmp_path,
         )
-        try:
-            await until(lambda: len(held(sandbox)) == 2 and held_searches(sandbox) == 2)
-            process.send_signal(signal.SIGINT)
-            out, err = await asyncio.wait_for(process.communicate(), timeout=60)
-        finally:
-            if process.returncode is None:
-                process.kill()
-                await process.communicate()
-        summary = out.decode()
+        summary = stopped.stdout
 
-        assert process.returncode == ExitCode.INTERRUPTED, err.decode()
+        assert stopped.code == ExitCode.INTERRUPTED, stopped.stderr
         if as_json:
             report = json.loads(summary)
             assert report["in_flight_rows"] == [2, 3]
